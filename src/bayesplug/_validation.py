@@ -1,0 +1,90 @@
+"""Named checks on user input, run before anything is traced (one message style everywhere)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError, did_you_mean
+
+
+def as_data_mapping(data: Any, name: str = "data") -> dict[str, Any]:
+    """``data`` as a plain dict (accepts any mapping, including a :class:`Dataset`)."""
+    if not isinstance(data, Mapping):
+        raise InputError(
+            name,
+            f"expected a mapping of names to arrays (a dict or a bayesplug Dataset), "
+            f"got {type(data).__name__}.",
+            'Pass e.g. {"x": x, "y": y}.',
+        )
+    if len(data) == 0:
+        raise InputError(name, "is empty.", "Pass at least the observed values.")
+    return dict(data)
+
+
+def as_array(
+    data: Mapping[str, Any],
+    key: str,
+    *,
+    ndim: Iterable[int] = (1,),
+    finite: bool = True,
+    positive: bool = False,
+    name: str = "data",
+) -> np.ndarray:
+    """``data[key]`` as a float array, checked for dimension, emptiness and non-finite values."""
+    argument = f"{name}[{key!r}]"
+    if key not in data:
+        raise InputError(name, f"has no key {key!r}.", did_you_mean(key, data.keys()))
+    try:
+        value = np.asarray(data[key], dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise InputError(argument, f"could not be read as numbers ({exc}).") from None
+    ndim = tuple(ndim)
+    if value.ndim not in ndim:
+        allowed = " or ".join(str(n) for n in ndim)
+        raise InputError(
+            argument, f"has {value.ndim} dimension(s) (shape {value.shape}); expected {allowed}."
+        )
+    if value.size == 0:
+        raise InputError(argument, "is empty.")
+    if finite:
+        bad = ~np.isfinite(value)
+        if bad.any():
+            where = np.argwhere(bad)[:3].tolist()
+            raise InputError(
+                argument,
+                f"contains {int(bad.sum())} NaN or infinite value(s) (first at index {where}).",
+                "Remove or impute those entries before fitting.",
+            )
+    if positive and (value <= 0).any():
+        n = int((value <= 0).sum())
+        raise InputError(
+            argument,
+            f"must be strictly positive; {n} value(s) are zero or negative.",
+            "Standard deviations must be > 0.",
+        )
+    return value
+
+
+def check_same_length(arrays: Mapping[str, np.ndarray], name: str = "data") -> None:
+    """All arrays share their leading dimension, else name the odd one out."""
+    lengths = {k: v.shape[0] for k, v in arrays.items()}
+    if len(set(lengths.values())) > 1:
+        listing = ", ".join(f"{k}: {n}" for k, n in lengths.items())
+        raise InputError(
+            name, f"arrays have mismatched lengths ({listing}).", "Give one entry per point."
+        )
+
+
+def check_unknown_keys(
+    data: Mapping[str, Any], allowed: Iterable[str], owner: str, name: str = "data"
+) -> None:
+    """Reject keys the model does not use (usually a typo)."""
+    allowed = list(allowed)
+    for key in data:
+        if key not in allowed:
+            raise InputError(
+                f"{name}[{key!r}]", f"is not an input of {owner}.", did_you_mean(key, allowed)
+            )

@@ -1,0 +1,170 @@
+"""The ``bayesplug`` command: ``demo``, ``list``, ``fit``, ``report``, ``compare``.
+
+Heavy imports happen inside the sub-commands, so ``bayesplug --help`` and ``bayesplug list`` answer
+quickly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+
+def _parse_options(pairs: Sequence[str], flag: str) -> dict:
+    options = {}
+    for pair in pairs or ():
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"bayesplug: {flag} {pair!r}: expected key=value")
+        try:
+            options[key] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            options[key] = text  # a bare word such as kernel=matern52
+    return options
+
+
+def _cmd_list(args) -> int:
+    from . import datasets
+    from .registry import list_backends, list_models
+
+    what = args.what or "all"
+    sections = {
+        "models": list_models,
+        "backends": list_backends,
+        "datasets": datasets.list,
+    }
+    for name, lister in sections.items():
+        if what in ("all", name):
+            print(f"{name}:")
+            for item in lister():
+                print(f"  {item}")
+    return 0
+
+
+def _read_csv(path: str) -> dict:
+    import numpy as np
+
+    with open(path, encoding="utf-8") as handle:
+        lines = [line for line in handle if line.strip() and not line.lstrip().startswith("#")]
+    header = [h.strip() for h in lines[0].split(",")]
+    rows = [[c.strip() for c in line.split(",")] for line in lines[1:]]
+    columns = {}
+    for i, name in enumerate(header):
+        try:
+            columns[name] = np.array([float(r[i]) for r in rows])
+        except ValueError:
+            continue  # text columns (labels, references) are not model inputs
+    return columns
+
+
+def _cmd_fit(args) -> int:
+    from . import api, datasets
+    from .registry import get_model
+
+    model = get_model(args.model, **_parse_options(args.model_option, "--model-option"))
+    if args.data in datasets.list():
+        data = datasets.load(args.data)
+    else:
+        data = _read_csv(args.data)
+    fit = api.fit(
+        model, data, args.method, seed=args.seed, **_parse_options(args.option, "--option")
+    )
+    print(fit.summary().to_string())
+    fit.save(args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _load_runs(paths: Sequence[str]) -> dict:
+    """``{label: Fit}`` keyed by file name, made unique when a path repeats."""
+    from . import api
+
+    fits = {}
+    for path in paths:
+        label = path if path not in fits else f"{path} ({len(fits) + 1})"
+        fits[label] = api.load(path)
+    return fits
+
+
+def _cmd_report(args) -> int:
+    from .report import report
+
+    fits = _load_runs(args.runs)
+    target = report(fits if len(fits) > 1 else next(iter(fits.values())), args.output)
+    print(f"wrote {target}")
+    return 0
+
+
+def _cmd_compare(args) -> int:
+    from .api import compare
+
+    table = compare(_load_runs(args.runs))
+    print(table.to_string())
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    run_demo(out_dir=args.out_dir, seed=args.seed, progress=None)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bayesplug",
+        description="NumPyro models and interchangeable inference backends behind one interface.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="the main job: H0 from cosmic chronometers (GP + NUTS)")
+    demo.add_argument("--out-dir", default=".", help="where run.nc and report.html go")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(handler=_cmd_demo)
+
+    listing = sub.add_parser("list", help="registered models, backends and shipped datasets")
+    listing.add_argument("what", nargs="?", choices=["models", "backends", "datasets"])
+    listing.set_defaults(handler=_cmd_list)
+
+    fit = sub.add_parser("fit", help="fit a registered model to a CSV file or a shipped dataset")
+    fit.add_argument("model", help="registered model name (bayesplug list models)")
+    fit.add_argument("--data", required=True, help="CSV with a header row, or a dataset name")
+    fit.add_argument("--method", default="nuts")
+    fit.add_argument("--option", action="append", metavar="KEY=VALUE", help="method option")
+    fit.add_argument("--model-option", action="append", metavar="KEY=VALUE", help="model option")
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--out", default="run.nc")
+    fit.set_defaults(handler=_cmd_fit)
+
+    rep = sub.add_parser("report", help="HTML report of one or more saved fits")
+    rep.add_argument("runs", nargs="+", help="NetCDF files written by fit/save")
+    rep.add_argument("-o", "--output", default="report.html")
+    rep.set_defaults(handler=_cmd_report)
+
+    cmp_ = sub.add_parser("compare", help="compare saved fits (ELPD-LOO, evidences)")
+    cmp_.add_argument("runs", nargs="+")
+    cmp_.set_defaults(handler=_cmd_compare)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``bayesplug`` command."""
+    args = build_parser().parse_args(argv)
+    from .errors import BayesplugError
+
+    try:
+        return args.handler(args)
+    except BayesplugError as exc:
+        print(f"bayesplug: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bayesplug: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

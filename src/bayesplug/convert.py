@@ -1,0 +1,123 @@
+"""The one path from a backend's :class:`~bayesplug.protocols.RawResult` to ArviZ.
+
+Every backend's output goes through :func:`to_inference_data`, so every fit carries the same
+groups: ``posterior`` (equal-weight draws, chain x draw), ``sample_stats``, ``log_likelihood``
+(named like the observed sites, so ``az.loo`` / ``az.compare`` work for every backend),
+``observed_data``, ``constant_data`` (every data array, so a saved fit can predict again), any
+backend-specific groups, and ``attrs`` with the method, seed, options, versions and evidence.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from collections.abc import Mapping
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import numpy as np
+
+from .protocols import RawResult
+
+__all__ = ["package_versions", "to_inference_data"]
+
+_PACKAGES = ("bayesplug", "jax", "numpyro", "arviz", "blackjax", "gpjax")
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of bayesplug and the libraries its results depend on."""
+    versions = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, default=repr, sort_keys=True)
+
+
+def to_inference_data(
+    raw: RawResult,
+    model,
+    data: Mapping[str, Any],
+    *,
+    method: str,
+    seed: int,
+    options: Mapping[str, Any],
+):
+    """Build the ``arviz.InferenceData`` of a fit.
+
+    Parameters
+    ----------
+    raw
+        The backend's result (constrained draws shaped (chain, draw, ...)).
+    model
+        The model plug-in (for observed sites, options and the pointwise log-likelihood).
+    data
+        The validated data the model was fitted to.
+    method, seed, options
+        Recorded in ``attrs`` for provenance.
+    """
+    import arviz as az
+    import xarray as xr
+
+    posterior = {k: np.asarray(v) for k, v in raw.samples.items()}
+    observed = _observed_values(model, data)
+    log_likelihood = {
+        k: np.asarray(v) for k, v in model.pointwise_log_likelihood(posterior, data).items()
+    }
+    dims = {
+        name: [f"{name}_dim_{i}" for i in range(value.ndim)] for name, value in observed.items()
+    }
+    attrs = {
+        "method": method,
+        "seed": int(seed),
+        "options": _json(dict(options)),
+        "model": model.name,
+        "model_options": _json(getattr(model, "options", {})),
+        "data_keys": _json(list(data)),
+        "interrupted": int(raw.interrupted),
+        "created_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        **{f"version_{k}": v for k, v in package_versions().items()},
+    }
+    import_path = getattr(model, "import_path", None)
+    if import_path:
+        attrs["model_import_path"] = import_path
+    static = getattr(model, "static", None)
+    if static:
+        attrs["model_static"] = _json(static)
+    if raw.log_evidence is not None:
+        attrs["log_evidence"] = float(raw.log_evidence[0])
+        attrs["log_evidence_err"] = float(raw.log_evidence[1])
+    for key, value in raw.attrs.items():
+        attrs[key] = value if isinstance(value, int | float | str) else _json(value)
+    idata = az.from_dict(
+        posterior=posterior,
+        sample_stats={k: np.asarray(v) for k, v in raw.sample_stats.items()} or None,
+        log_likelihood=log_likelihood or None,
+        observed_data=observed,
+        constant_data={f"data_{k}": np.asarray(v) for k, v in data.items()},
+        dims=dims,
+        attrs=attrs,
+    )
+    for group, values in raw.extra_groups.items():
+        idata.add_groups(
+            {group: xr.Dataset({k: (_dims(k, v), np.asarray(v)) for k, v in values.items()})}
+        )
+    return idata
+
+
+def _dims(name: str, value) -> list[str]:
+    return [f"{name}_dim_{i}" for i in range(np.ndim(value))]
+
+
+def _observed_values(model, data) -> dict[str, np.ndarray]:
+    """Values of the observed sites, read from one trace of the program."""
+    import jax
+    from numpyro import handlers
+
+    trace = handlers.trace(handlers.seed(model.model, jax.random.PRNGKey(0))).get_trace(**data)
+    return {s: np.asarray(trace[s]["value"]) for s in model.observed_sites}

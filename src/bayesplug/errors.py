@@ -1,0 +1,85 @@
+"""Errors and warnings raised by bayesplug.
+
+Every error a user can act on says what was wrong, in the user's terms, and what to do about it.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+__all__ = [
+    "BayesplugError",
+    "ConvergenceWarning",
+    "IncompatibleMethodError",
+    "InputError",
+    "InterruptedRunWarning",
+    "did_you_mean",
+]
+
+
+class BayesplugError(Exception):
+    """Base class of every error raised by bayesplug."""
+
+
+class InputError(BayesplugError, ValueError):
+    """Bad input: names the argument, says what was wrong and how to fix it.
+
+    Parameters
+    ----------
+    argument
+        The argument (or data key, or option) that was wrong, e.g. ``"data['y']"``.
+    problem
+        What was wrong with it.
+    fix
+        What to do instead (optional).
+    """
+
+    def __init__(self, argument: str, problem: str, fix: str | None = None) -> None:
+        self.argument = argument
+        self.problem = problem
+        self.fix = fix
+        message = f"{argument}: {problem}"
+        if fix:
+            message += f" {fix}"
+        super().__init__(message)
+
+
+class IncompatibleMethodError(BayesplugError, ValueError):
+    """A method (backend) was asked to fit a model that lacks a capability it requires."""
+
+    def __init__(self, model: str, method: str, missing: Iterable[str], working: Iterable[str]):
+        self.model = model
+        self.method = method
+        self.missing = tuple(sorted(missing))
+        self.working = tuple(sorted(working))
+        alternatives = ", ".join(repr(m) for m in self.working) or "none of the registered methods"
+        super().__init__(
+            f"method {method!r} cannot fit model {model!r}: the model lacks the capability "
+            f"{', '.join(repr(c) for c in self.missing)} that {method!r} requires. "
+            f"Methods that can fit this model: {alternatives}."
+        )
+
+
+class ConvergenceWarning(UserWarning):
+    """The run finished but its output should not be trusted as it is (says why and what to do)."""
+
+
+class InterruptedRunWarning(UserWarning):
+    """A run was interrupted (Ctrl-C, a wall-clock limit) and returned what it had so far."""
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """Sentence listing the known names, with the closest match to ``name`` first.
+
+    Examples
+    --------
+    >>> did_you_mean("nutz", ["nuts", "nested"])
+    "Did you mean 'nuts'? Known: 'nested', 'nuts'."
+    """
+    known = sorted(known)
+    close = difflib.get_close_matches(str(name), known, n=1, cutoff=0.5)
+    listing = ", ".join(repr(k) for k in known)
+    if close:
+        return f"Did you mean {close[0]!r}? Known: {listing}."
+    return f"Known: {listing}."

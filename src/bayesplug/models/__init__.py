@@ -1,0 +1,24 @@
+"""Model plug-ins. Classes are imported on first use (``bp.models.GP``), keeping imports light."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "GP": "bayesplug.models.gp",
+    "NumPyroModel": "bayesplug.models.numpyro_model",
+    "ModelBase": "bayesplug.models.base",
+}
+
+__all__ = ["GP", "ModelBase", "NumPyroModel"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'bayesplug.models' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

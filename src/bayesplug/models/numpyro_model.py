@@ -1,0 +1,169 @@
+"""Any NumPyro function as a model plug-in: how a user brings their own model.
+
+``bp.fit(fn, {"x": x, "y": y})`` calls ``fn(x=x, y=y)``; sample sites given ``obs=`` are the
+observed data, and ``fit.predict({"x": x_new})`` calls ``fn(x=x_new)`` and returns the predictive
+of those observed sites. Python ``int``, ``str``, ``bool`` and ``None`` values in the data are
+passed through unchanged as static arguments (sizes, switches); everything else becomes an array.
+
+Examples
+--------
+>>> import numpyro, numpyro.distributions as dist
+>>> def line(x, y=None):
+...     a = numpyro.sample("a", dist.Normal(0, 1))
+...     numpyro.sample("y", dist.Normal(a * x, 0.1), obs=y)
+>>> m = NumPyroModel(line)
+>>> data = m.validate({"x": [0.0, 1.0], "y": [0.0, 0.9]})
+>>> m.observed_sites, sorted(m.capabilities)
+(('y',), ['continuous', 'proper_prior'])
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from .._validation import as_data_mapping
+from ..errors import InputError, did_you_mean
+from .base import ModelBase
+
+_STATIC_TYPES = (int, str, bool, type(None))
+
+
+class NumPyroModel(ModelBase):
+    """Wrap a NumPyro program ``fn(**data)`` as a bayesplug model.
+
+    Parameters
+    ----------
+    fn
+        The NumPyro program. Its keyword arguments are the data keys.
+    name
+        Display name (default: the function's name).
+    """
+
+    precision = "float32"
+
+    def __init__(self, fn: Callable, name: str | None = None) -> None:
+        if not callable(fn):
+            raise InputError("model", f"expected a NumPyro function, got {type(fn).__name__}.")
+        self.fn = fn
+        self.name = name or getattr(fn, "__name__", "numpyro_model")
+        self.options = {}
+        self.static: dict[str, Any] = {}
+        self.observed_sites: tuple[str, ...] = ()
+        self.capabilities: frozenset[str] = frozenset()
+        self.info = None
+        try:
+            self._parameters = inspect.signature(fn).parameters
+        except (TypeError, ValueError):
+            self._parameters = {}
+
+    @property
+    def import_path(self) -> str | None:
+        """``module:qualname`` when the function can be re-imported after a save, else None."""
+        module, qualname = (
+            getattr(self.fn, "__module__", None),
+            getattr(self.fn, "__qualname__", ""),
+        )
+        if module and "<" not in qualname and module != "__main__":
+            return f"{module}:{qualname}"
+        return None
+
+    def _accepts_any_keyword(self) -> bool:
+        return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in self._parameters.values())
+
+    def _check_keys(self, values: Mapping[str, Any], argument: str) -> None:
+        if not self._parameters or self._accepts_any_keyword():
+            return
+        for key in values:
+            if key not in self._parameters:
+                raise InputError(
+                    f"{argument}[{key!r}]",
+                    f"is not an argument of {self.name}{inspect.signature(self.fn)}.",
+                    did_you_mean(key, self._parameters),
+                )
+
+    def _split(self, values: Mapping[str, Any], argument: str) -> tuple[dict, dict]:
+        arrays, static = {}, {}
+        for key, value in values.items():
+            if isinstance(value, _STATIC_TYPES) and not isinstance(value, float):
+                static[key] = value
+                continue
+            try:
+                array = np.asarray(value)
+            except Exception as exc:  # ragged lists and the like
+                raise InputError(
+                    f"{argument}[{key!r}]", f"could not be read as an array ({exc})."
+                ) from None
+            if array.dtype.kind not in "biuf":
+                raise InputError(
+                    f"{argument}[{key!r}]",
+                    f"has dtype {array.dtype}; expected numbers.",
+                    "Convert it to a numeric array, or pass a Python int/str for a static setting.",
+                )
+            if array.size == 0:
+                raise InputError(f"{argument}[{key!r}]", "is empty.")
+            if array.dtype.kind == "f" and not np.isfinite(array).all():
+                bad = int((~np.isfinite(array)).sum())
+                raise InputError(
+                    f"{argument}[{key!r}]",
+                    f"contains {bad} NaN or infinite value(s).",
+                    "Remove or impute them before fitting.",
+                )
+            arrays[key] = array
+        return arrays, static
+
+    def validate(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """Check the keys against ``fn``'s signature and the values; find the observed sites."""
+        from ..inference._numpyro_bridge import trace_model
+
+        data = as_data_mapping(data)
+        self._check_keys(data, "data")
+        arrays, self.static = self._split(data, "data")
+        try:
+            info = trace_model(self.model, arrays)
+        except InputError:
+            raise
+        except Exception as exc:
+            raise InputError(
+                "model",
+                f"running {self.name}(**data) failed with {type(exc).__name__}: {exc}",
+                "Check that the data keys and shapes are what the function expects.",
+            ) from exc
+        if not info.observed_sites:
+            raise InputError(
+                "data",
+                f"no sample site of {self.name} received observed data (obs=...).",
+                "Pass the observations under the name of the function argument used as obs=.",
+            )
+        if not info.latent_sites:
+            raise InputError("model", f"{self.name} has no latent sample site: nothing to infer.")
+        self.info = info
+        self.observed_sites = info.observed_sites
+        capabilities = set()
+        if not info.discrete_sites:
+            capabilities.add("continuous")
+        if not info.improper_sites:
+            capabilities.add("proper_prior")
+        self.capabilities = frozenset(capabilities)
+        return arrays
+
+    def model(self, **data: Any) -> None:
+        """Call the wrapped function with the data and the static settings."""
+        return self.fn(**self.static, **data)
+
+    def predict(self, samples, data, inputs, rng_key) -> dict[str, Any]:
+        """Posterior predictive of the observed sites at ``inputs`` (``fn(**inputs)``)."""
+        from numpyro.infer import Predictive
+
+        inputs = dict(inputs)
+        self._check_keys(inputs, "inputs")
+        arrays, static = self._split(inputs, "inputs")
+        fn = functools.partial(self.fn, **{**self.static, **static})
+        predictive = Predictive(
+            fn, posterior_samples=dict(samples), return_sites=list(self.observed_sites)
+        )
+        return dict(predictive(rng_key, **arrays))

@@ -1,0 +1,159 @@
+"""The two plug-in protocols, Model and Backend, and what passes between them.
+
+A **model** is a NumPyro program plus a little metadata; a **backend** is an algorithm that turns
+a model and data into posterior draws, an evidence or a point estimate. They meet in
+:func:`bayesplug.fit`, which checks that the model has every capability the backend requires.
+
+Capabilities (the names backends put in ``requires`` and models in ``capabilities``):
+
+``continuous``
+    every latent site is continuous (gradient-based methods: NUTS, SG-MCMC, flow VI).
+``proper_prior``
+    every latent site has a normalised prior, so prior draws and evidences exist (nested sampling).
+``discrete_choice``
+    the model declares categorical choices (kernel, mean, noise model) marginalised by the backend.
+``minibatch``
+    the likelihood is a ``numpyro.plate`` over a leading data axis, so it can be subsampled.
+``state_space``
+    the model implements the state-space protocol (initial, transition and emission
+    distributions given parameters) used by particle methods.
+``unit_cube``
+    the model provides a prior transform from the unit hypercube.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+__all__ = [
+    "CAPABILITIES",
+    "Backend",
+    "Model",
+    "Option",
+    "RawResult",
+]
+
+CAPABILITIES: frozenset[str] = frozenset(
+    {"continuous", "proper_prior", "discrete_choice", "minibatch", "state_space", "unit_cube"}
+)
+
+
+@runtime_checkable
+class Model(Protocol):
+    """What a model plug-in provides.
+
+    Attributes
+    ----------
+    name
+        Registered name (``"gp"``) or a descriptive name for ad-hoc models.
+    capabilities
+        A frozenset of names from :data:`CAPABILITIES`.
+    observed_sites
+        Names of the NumPyro sites that take ``obs=`` from the data.
+    precision
+        ``"float64"`` when the model's numerics need double precision (GP Cholesky); the backend
+        then runs inside ``jax.enable_x64(True)``; ``"float32"`` otherwise.
+
+    Methods
+    -------
+    model(**data)
+        The NumPyro program; observed sites take ``obs=`` from ``data``.
+    validate(data) -> dict
+        Check and convert the data (raise :class:`bayesplug.InputError` naming the key).
+    predict(samples, data, inputs, rng_key) -> dict
+        Predictive quantities at ``inputs`` given equal-weight ``samples`` (flat over draws).
+        Returns ``{"site": draws}`` or, for Gaussian predictives,
+        ``{"site": {"mean": .., "std": ..}}`` per draw, which :class:`bayesplug.Prediction` mixes
+        exactly.
+    """
+
+    name: str
+    capabilities: frozenset[str]
+    observed_sites: tuple[str, ...]
+    precision: str
+
+    def model(self, **data: Any) -> None: ...
+
+    def validate(self, data: Mapping[str, Any]) -> dict[str, Any]: ...
+
+    def predict(
+        self,
+        samples: Mapping[str, Any],
+        data: Mapping[str, Any],
+        inputs: Mapping[str, Any],
+        rng_key,
+    ) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class Option:
+    """A backend option: default value, accepted types and a one-line description.
+
+    ``check`` returns an error sentence for a bad value or None.
+    """
+
+    default: Any
+    types: tuple[type, ...]
+    doc: str
+    check: Callable[[Any], str | None] | None = None
+
+
+@dataclass
+class RawResult:
+    """What a backend returns; :func:`bayesplug.convert.to_inference_data` turns it into ArviZ.
+
+    Attributes
+    ----------
+    samples
+        Constrained draws ``{site: (chain, draw, ...)}`` with equal weights.
+    sample_stats
+        Per-draw statistics ``{name: (chain, draw)}`` (``diverging``, ``lp``, ...).
+    log_evidence
+        ``(ln Z, standard error)`` or None.
+    extra_groups
+        Further ArviZ groups, ``{group: {var: array}}`` (e.g. weighted nested-sampling points).
+    attrs
+        Scalars and strings for ``idata.attrs`` (run time, number of likelihood calls, ...).
+    state
+        The backend's resumable state (kept in memory, not saved to NetCDF).
+    interrupted
+        True when the run stopped early (Ctrl-C, a limit) and holds only part of the draws.
+    """
+
+    samples: dict[str, Any]
+    sample_stats: dict[str, Any] = field(default_factory=dict)
+    log_evidence: tuple[float, float] | None = None
+    extra_groups: dict[str, dict[str, Any]] = field(default_factory=dict)
+    attrs: dict[str, Any] = field(default_factory=dict)
+    state: Any = None
+    interrupted: bool = False
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What an inference backend plug-in provides.
+
+    Attributes
+    ----------
+    name
+        Registered name (``"nuts"``).
+    requires
+        Capabilities a model must have for this backend to fit it.
+    options
+        ``{name: Option}``: every option the backend accepts; :func:`bayesplug.fit` rejects others
+        and checks types before anything is traced.
+
+    Methods
+    -------
+    run(model, data, rng_key, *, progress, **options) -> RawResult
+    """
+
+    name: ClassVar[str]
+    requires: ClassVar[frozenset[str]]
+    options: ClassVar[Mapping[str, Option]]
+
+    def run(
+        self, model: Model, data: Mapping[str, Any], rng_key, *, progress: bool, **options: Any
+    ) -> RawResult: ...

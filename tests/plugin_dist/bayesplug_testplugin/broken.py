@@ -1,0 +1,1 @@
+raise ImportError("this plug-in is broken on purpose (registry test)")
