@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -160,9 +161,14 @@ def fit(
         raw = backend.run(
             model, run_data, jax.random.PRNGKey(seed), progress=bool(progress), **options
         )
+        start = time.perf_counter()
         idata = to_inference_data(raw, model, data, method=backend.name, seed=seed, options=options)
+        idata.attrs["conversion_time"] = time.perf_counter() - start
     result = Fit(idata, model, data, state=raw.state)
-    for message in result.diagnostics()["messages"]:
+    start = time.perf_counter()
+    diagnostics = result.diagnostics()
+    idata.attrs["diagnostics_time"] = time.perf_counter() - start
+    for message in diagnostics["messages"]:
         warnings.warn(message, ConvergenceWarning, stacklevel=2)
     return result
 

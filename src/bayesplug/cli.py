@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="the main job: H0 from cosmic chronometers (GP + NUTS)")
+    demo = sub.add_parser("demo", help="the main job: H0 from cosmic chronometers")
     demo.add_argument("--out-dir", default=".", help="where run.nc and report.html go")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(handler=_cmd_demo)

@@ -104,9 +104,9 @@ def to_inference_data(
         attrs=attrs,
     )
     for group, values in raw.extra_groups.items():
-        idata.add_groups(
-            {group: xr.Dataset({k: (_dims(k, v), np.asarray(v)) for k, v in values.items()})}
-        )
+        if not isinstance(values, xr.Dataset):
+            values = xr.Dataset({k: (_dims(k, v), np.asarray(v)) for k, v in values.items()})
+        idata.add_groups({group: values})
     return idata
 
 
@@ -115,7 +115,9 @@ def _dims(name: str, value) -> list[str]:
 
 
 def _observed_values(model, data) -> dict[str, np.ndarray]:
-    """Values of the observed sites, read from one trace of the program."""
+    """Values of the observed sites: the data array of the same name, else read from a trace."""
+    if all(site in data for site in model.observed_sites):
+        return {site: np.asarray(data[site]) for site in model.observed_sites}
     import jax
     from numpyro import handlers
 

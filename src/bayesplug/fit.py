@@ -215,18 +215,22 @@ class Fit:
                 "bp.load(path, model=...) with the model (or NumPyro function) that was fitted."
             )
         seed = _check_seed(seed)
-        samples = self.samples
-        total = next(iter(samples.values())).shape[0]
-        rng_key = jax.random.PRNGKey(seed)
-        if num_draws is not None:
-            if isinstance(num_draws, bool) or not isinstance(num_draws, int) or num_draws < 1:
-                raise InputError("num_draws", f"expected a positive integer, got {num_draws!r}.")
-            if num_draws > total:
-                raise InputError("num_draws", f"is {num_draws} but the fit has only {total} draws.")
-            rng_key, key = jax.random.split(rng_key)
-            index = np.sort(np.asarray(jax.random.choice(key, total, (num_draws,), replace=False)))
-            samples = {k: v[index] for k, v in samples.items()}
-        with precision_context(self.model):
+        if num_draws is not None and (
+            isinstance(num_draws, bool) or not isinstance(num_draws, int) or num_draws < 1
+        ):
+            raise InputError("num_draws", f"expected a positive integer, got {num_draws!r}.")
+        with precision_context(self.model):  # float64 models keep their draws in float64
+            samples = self.samples
+            total = next(iter(samples.values())).shape[0]
+            rng_key = jax.random.PRNGKey(seed)
+            if num_draws is not None:
+                if num_draws > total:
+                    raise InputError(
+                        "num_draws", f"is {num_draws} but the fit has only {total} draws."
+                    )
+                rng_key, key = jax.random.split(rng_key)
+                index = jax.random.choice(key, total, (num_draws,), replace=False)
+                samples = {k: v[np.sort(np.asarray(index))] for k, v in samples.items()}
             output = self.model.predict(samples, self.data, inputs, rng_key)
             return Prediction.from_model_output(output, rng_key)
 
@@ -263,9 +267,15 @@ class Fit:
 
     # --- diagnostics --------------------------------------------------------------------------
     def summary(self, **kwargs: Any):
-        """ArviZ summary (mean, sd, HDI, MCSE, ESS, R-hat) of the posterior sites."""
+        """ArviZ summary (mean, sd, HDI, MCSE, ESS, R-hat) of the posterior sites.
+
+        For resampled draws (nested sampling) only the statistics are shown: MCMC diagnostics
+        do not apply to them.
+        """
         import arviz as az
 
+        if str(self.idata.attrs.get("draws_are", "mcmc")) != "mcmc":
+            kwargs.setdefault("kind", "stats")
         return az.summary(self.idata, **kwargs)
 
     def diagnostics(self) -> dict[str, Any]:

@@ -113,7 +113,8 @@ class RawResult:
     log_evidence
         ``(ln Z, standard error)`` or None.
     extra_groups
-        Further ArviZ groups, ``{group: {var: array}}`` (e.g. weighted nested-sampling points).
+        Further ArviZ groups, ``{group: {var: array}}`` or ``{group: xarray.Dataset}`` (e.g. the
+        weighted nested-sampling points, per-category evidences).
     attrs
         Scalars and strings for ``idata.attrs`` (run time, number of likelihood calls, ...).
     state

@@ -46,9 +46,11 @@ BACKEND_GROUP = "bayesplug.backends"
 
 _BUILTIN_MODELS: dict[str, str] = {
     "gp": "bayesplug.models.gp:GP",
+    "marginalised_gp": "bayesplug.models.marginalised_gp:MarginalisedGP",
 }
 _BUILTIN_BACKENDS: dict[str, str] = {
     "nuts": "bayesplug.inference.nuts:NUTSBackend",
+    "nested": "bayesplug.inference.nested:NestedBackend",
 }
 _REGISTERED: dict[str, dict[str, Any]] = {MODEL_GROUP: {}, BACKEND_GROUP: {}}
 

@@ -36,6 +36,8 @@ def run_in_chunks(
     description: str | Callable[[int], str] = "sampling",
     postfix: Callable[[Any, Any], dict[str, Any]] | None = None,
     max_time: float | None = None,
+    done: Callable[[Any, Any], bool] | None = None,
+    total_steps: int | None = -1,
 ) -> ChunkedRun:
     """Call ``state, out = advance(state)`` ``num_chunks`` times, collecting ``out``.
 
@@ -51,6 +53,10 @@ def run_in_chunks(
         ``(state, out) -> dict`` shown after the bar (divergences, ln Z, ...).
     max_time
         Wall-clock limit in seconds: the run stops after the chunk that crosses it.
+    done
+        ``(state, out) -> bool``: the run has converged and stops (not an interruption).
+    total_steps
+        Steps shown as the bar's total (None: unknown; default: ``num_chunks * steps_per_chunk``).
 
     Returns
     -------
@@ -62,7 +68,8 @@ def run_in_chunks(
 
     run = ChunkedRun(state)
     start = time.perf_counter()
-    bar = tqdm(total=num_chunks * steps_per_chunk, disable=not progress, leave=True)
+    total = num_chunks * steps_per_chunk if total_steps == -1 else total_steps
+    bar = tqdm(total=total, disable=not progress, leave=True)
     try:
         for i in range(num_chunks):
             bar.set_description(description(i) if callable(description) else description)
@@ -73,6 +80,8 @@ def run_in_chunks(
             bar.update(steps_per_chunk)
             if postfix is not None and progress:
                 bar.set_postfix(postfix(new_state, out), refresh=False)
+            if done is not None and done(new_state, out):
+                break
             if (
                 max_time is not None
                 and time.perf_counter() - start > max_time

@@ -88,9 +88,39 @@ def _base_distribution(fn):
 
 
 def trace_model(model_fn: Callable, data: Mapping[str, Any], rng_key=None) -> ModelInfo:
-    """Run ``model_fn(**data)`` once under a trace and classify its sites."""
+    """Run ``model_fn(**data)`` once under a trace and classify its sites.
+
+    The program runs on abstract values (``jax.eval_shape``), so nothing is computed or compiled;
+    a program whose Python control flow needs concrete data values is traced eagerly instead.
+    """
     rng_key = jax.random.PRNGKey(0) if rng_key is None else rng_key
-    trace = handlers.trace(handlers.seed(model_fn, rng_key)).get_trace(**data)
+    found = {}
+
+    def classify(data):
+        model = handlers.substitute(handlers.seed(model_fn, rng_key), substitute_fn=_improper_value)
+        trace = handlers.trace(model).get_trace(**data)
+        found["info"] = _classify(trace)
+
+    try:
+        jax.eval_shape(classify, dict(data))
+    except jax.errors.ConcretizationTypeError:
+        classify(data)
+    return found["info"]
+
+
+def _improper_value(site: dict):
+    """A valid placeholder for improper latent sites, which cannot be sampled."""
+    fn = site.get("fn")
+    if (
+        site["type"] != "sample"
+        or site["is_observed"]
+        or not isinstance(_base_distribution(fn), numpyro.distributions.ImproperUniform)
+    ):
+        return None
+    return biject_to(fn.support)(jnp.zeros(fn.shape()))
+
+
+def _classify(trace) -> ModelInfo:
     latent, observed, factors, deterministic, discrete, improper = [], [], [], [], [], []
     shapes = {}
     for name, site in trace.items():
@@ -122,7 +152,7 @@ def trace_model(model_fn: Callable, data: Mapping[str, Any], rng_key=None) -> Mo
 def _reparametrise_from_unconstrained(params: Mapping[str, Any], site: dict):
     """substitute_fn: the constrained value of a latent site, recording log|det J| as a factor."""
     name = site["name"]
-    if name not in params or site["is_observed"]:
+    if site["type"] != "sample" or name not in params or site["is_observed"]:
         return None
     u = params[name]
     transform = biject_to(site["fn"].support)
@@ -173,11 +203,14 @@ class Bridge:
         """Trace ``model_fn(**data)`` and build its bridge."""
         rng_key = jax.random.PRNGKey(0) if rng_key is None else rng_key
         info = trace_model(model_fn, data, rng_key)
-        prior = Predictive(model_fn, num_samples=1, return_sites=list(info.latent_sites))(
-            rng_key, **data
-        )
-        example = {k: v[0] for k, v in prior.items()}
-        flat, unravel = ravel_pytree(unconstrain_fn(model_fn, (), dict(data), example))
+        # Prior draws may put an observed site's parameters out of range (a NaN likelihood):
+        # backends handle that, so NumPyro's argument checks must not raise here.
+        with numpyro.validation_enabled(False):
+            prior = Predictive(model_fn, num_samples=1, return_sites=list(info.latent_sites))(
+                rng_key, **data
+            )
+            example = {k: v[0] for k, v in prior.items()}
+            flat, unravel = ravel_pytree(unconstrain_fn(model_fn, (), dict(data), example))
         return cls(model_fn, info, unravel, int(flat.shape[0]))
 
     # --- maps between spaces -------------------------------------------------------------
@@ -236,9 +269,10 @@ class Bridge:
     # --- prior draws ------------------------------------------------------------------------
     def sample_prior(self, rng_key, num_samples: int, data: Mapping[str, Any]):
         """``(num_samples, dim)`` prior draws of the flat unconstrained vector."""
-        draws = Predictive(
-            self.model_fn, num_samples=num_samples, return_sites=list(self.info.latent_sites)
-        )(rng_key, **data)
+        with numpyro.validation_enabled(False):
+            draws = Predictive(
+                self.model_fn, num_samples=num_samples, return_sites=list(self.info.latent_sites)
+            )(rng_key, **data)
         return jax.vmap(lambda p: self.unconstrain(p, data))(draws)
 
 

@@ -7,11 +7,13 @@ from typing import Any
 
 _LAZY = {
     "GP": "bayesplug.models.gp",
+    "MarginalisedGP": "bayesplug.models.marginalised_gp",
+    "MeanFunction": "bayesplug.models.marginalised_gp",
     "NumPyroModel": "bayesplug.models.numpyro_model",
     "ModelBase": "bayesplug.models.base",
 }
 
-__all__ = ["GP", "ModelBase", "NumPyroModel"]
+__all__ = ["GP", "MarginalisedGP", "MeanFunction", "ModelBase", "NumPyroModel"]
 
 
 def __getattr__(name: str) -> Any:

@@ -129,8 +129,10 @@ class GP(ModelBase):
         self.priors = dict(priors or {})
         self._check_priors()
         options = {"kernel": self.kernel, "mean": mean, "noise": noise, "jitter": self.jitter}
+        # Fixed values are saved with a fit so that a loaded fit predicts the same; replaced
+        # prior distributions are not (the posterior draws already carry their effect).
         fixed = {k: float(v) for k, v in self.priors.items() if isinstance(v, int | float)}
-        if fixed and len(fixed) == len(self.priors):
+        if fixed:
             options["priors"] = fixed
         super().__init__(**options)
 
@@ -337,20 +339,39 @@ class GP(ModelBase):
             out["y"] = {"mean": mean, "std": jnp.sqrt(y_var)}
         return out
 
+    def _site_names(self) -> list[str]:
+        return self.hyperparameter_names()
+
+    def _loo_parameters(self, sample, data):
+        values, mean_params, noise, y_scale = self._draw_parameters(sample, data)
+        cov = self._covariance(data["x"], data.get("yerr"), values, noise, y_scale)
+        return cov, self._mean(data["x"], mean_params)
+
     def pointwise_log_likelihood(self, samples, data) -> dict[str, Any]:
         """Exact LOO predictive log-densities log p(y_i | y_-i, θ) (Bürkner et al. 2021)."""
-        data = {k: jnp.asarray(v) for k, v in data.items()}
-        hyper = {k: jnp.asarray(v) for k, v in samples.items() if k in self.hyperparameter_names()}
-        chains, draws = next(iter(samples.values())).shape[:2] if hyper else (1, 1)
-        flat = jax.tree.map(lambda v: v.reshape((chains * draws,) + v.shape[2:]), hyper)
+        return exact_loo_log_likelihood(self, samples, data)
 
-        def loo(sample):
-            values, mean_params, noise, y_scale = self._draw_parameters(sample, data)
-            cov = self._covariance(data["x"], data.get("yerr"), values, noise, y_scale)
-            precision = jnp.linalg.inv(cov)
-            g = precision @ (data["y"] - self._mean(data["x"], mean_params))
-            q = jnp.diag(precision)
-            return -0.5 * jnp.log(2 * jnp.pi) + 0.5 * jnp.log(q) - 0.5 * g**2 / q
 
-        values = jax.lax.map(jax.jit(loo), flat, batch_size=256)
-        return {"y": np.asarray(values).reshape(chains, draws, -1)}
+def exact_loo_log_likelihood(model, samples, data) -> dict[str, Any]:
+    """``{"y": (chain, draw, n)}`` of log p(y_i | y_-i, θ) for a Gaussian-likelihood GP.
+
+    With C the covariance of y and Q = C^-1, g = Q (y - m): the LOO predictive of y_i is
+    N(y_i - g_i / Q_ii, 1 / Q_ii) (Bürkner, Gabry & Vehtari 2021), so ArviZ's PSIS-LOO applies
+    to GP models whose likelihood does not factorise over observations. ``model`` provides
+    ``_site_names()`` and ``_loo_parameters(sample, data) -> (C, m)``.
+    """
+    data = {k: jnp.asarray(v) for k, v in data.items()}
+    names = set(model._site_names())
+    hyper = {k: jnp.asarray(v) for k, v in samples.items() if k in names}
+    chains, draws = next(iter(samples.values())).shape[:2]
+    flat = jax.tree.map(lambda v: v.reshape((chains * draws,) + v.shape[2:]), hyper)
+
+    def loo(sample):
+        cov, mean = model._loo_parameters(sample, data)
+        precision = jnp.linalg.inv(cov)
+        g = precision @ (data["y"] - mean)
+        q = jnp.diag(precision)
+        return -0.5 * jnp.log(2 * jnp.pi) + 0.5 * jnp.log(q) - 0.5 * g**2 / q
+
+    values = jax.lax.map(jax.jit(loo), flat, batch_size=256)
+    return {"y": np.asarray(values).reshape(chains, draws, -1)}

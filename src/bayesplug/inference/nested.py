@@ -1,0 +1,436 @@
+"""Backend ``nested``: nested sampling for the evidence and the posterior (blackjax ``nss``).
+
+Nested sampling (Skilling 2006) with blackjax's nested *slice* sampler (hit-and-run slice moves
+along directions drawn from the live points' covariance; Yallup, Kroupa & Handley 2025) on the
+model's unconstrained, flattened parameter vector, with the log-prior (Jacobian included) and the
+log-likelihood split out of the NumPyro program by the bridge. It needs a proper prior.
+
+The run is a jitted ``lax.while_loop`` over NS steps in chunks of about one e-fold of prior volume
+(``num_live / num_delete`` steps), writing the dead points into a fixed-size buffer, so one
+compilation serves the whole run whatever its length; between chunks the Python loop updates the
+progress bar (ln Z, the live points' remaining evidence, likelihood evaluations), honours Ctrl-C
+and ``max_time``, and stops at convergence: ``ln(Z + Z_live) - ln Z < dlogz``.
+
+Post-processing is numpy (no compilation): the prior volumes of the dead points are simulated
+``num_simulations`` times (t ~ Beta(n, 1) per death with the effective live counts of batch
+deletion, Fowlie, Handley & Su 2021), giving ln Z and its standard error as the mean and spread of
+the simulated evidences, the information H, per-point weights, an equal-weight resample of the
+dead + final live points for ``posterior`` (as many draws as the Kish effective sample size), and,
+for models with discrete choices, the per-category evidences and posterior probabilities.
+
+Examples
+--------
+>>> import bayesplug as bp, numpyro, numpyro.distributions as dist
+>>> def model(y=None):
+...     mu = numpyro.sample("mu", dist.Uniform(-5.0, 5.0))
+...     numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
+>>> fit = bp.fit(model, {"y": 0.3}, method="nested", num_live=200, progress=False)
+>>> ln_z, err = fit.log_evidence   # exact: ln(1/10) = -2.303
+>>> abs(ln_z + 2.303) < 4 * err
+True
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Mapping
+from typing import Any, ClassVar, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..errors import ConvergenceWarning, InterruptedRunWarning
+from ..protocols import Model, Option, RawResult
+from ._loop import run_in_chunks
+from ._numpyro_bridge import Bridge
+
+__all__ = ["NestedBackend", "NestedRun", "simulate_log_weights"]
+
+
+def _optional_positive_int(value: Any) -> str | None:
+    return None if value is None or value >= 1 else "must be at least 1"
+
+
+def _positive(value: Any) -> str | None:
+    return None if value > 0 else "must be positive"
+
+
+class DeadBuffer(NamedTuple):
+    """Dead points of one chunk: leading axes (steps, num_delete), ``count`` steps filled."""
+
+    position: jax.Array
+    loglikelihood: jax.Array
+    loglikelihood_birth: jax.Array
+    evaluations: jax.Array
+    count: jax.Array
+
+
+class NestedRun(NamedTuple):
+    """Every point of a finished run, in order of death (the final live points last)."""
+
+    position: np.ndarray  # (N, dim) unconstrained
+    loglikelihood: np.ndarray  # (N,)
+    loglikelihood_birth: np.ndarray  # (N,)
+    num_live: np.ndarray  # (N,) effective number of live points at each death
+
+
+def simulate_log_weights(run: NestedRun, num_simulations: int, rng: np.random.Generator):
+    """``(N, S)`` log importance weights log(dX_i L_i) over S simulated volume sequences.
+
+    X shrinks by t_i ~ Beta(n_i, 1) at each death (ln t = ln(u) / n_i); dX_i is the trapezoid
+    (X_{i-1} - X_{i+1}) / 2 with X_0 = 1 and X_{N+1} = 0 (Skilling 2006).
+    """
+    n = run.loglikelihood.shape[0]
+    log_t = np.log(rng.uniform(size=(n, num_simulations))) / run.num_live[:, None]
+    log_x = np.cumsum(log_t, axis=0)
+    log_x_prev = np.vstack([np.zeros((1, num_simulations)), log_x[:-1]])
+    log_x_next = np.vstack([log_x[1:], np.full((1, num_simulations), -np.inf)])
+    with np.errstate(divide="ignore"):
+        log_dx = log_x_prev + np.log1p(-np.exp(log_x_next - log_x_prev)) - np.log(2.0)
+    return log_dx + run.loglikelihood[:, None]
+
+
+def _logsumexp(a: np.ndarray, axis: int = 0) -> np.ndarray:
+    peak = np.max(a, axis=axis, keepdims=True)
+    peak = np.where(np.isfinite(peak), peak, 0.0)
+    with np.errstate(divide="ignore"):
+        return np.squeeze(peak, axis=axis) + np.log(np.sum(np.exp(a - peak), axis=axis))
+
+
+def _systematic_resample(weights: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    positions = (rng.uniform() + np.arange(size)) / size
+    return np.minimum(np.searchsorted(np.cumsum(weights), positions), len(weights) - 1)
+
+
+class NestedBackend:
+    """Nested slice sampling on the unconstrained space (see the module docstring)."""
+
+    name: ClassVar[str] = "nested"
+    requires: ClassVar[frozenset[str]] = frozenset({"continuous", "proper_prior"})
+    options: ClassVar[Mapping[str, Option]] = {
+        "num_live": Option(
+            None,
+            (int, type(None)),
+            "live points (default max(100, 25 x dim))",
+            _optional_positive_int,
+        ),
+        "num_delete": Option(
+            None,
+            (int, type(None)),
+            "points replaced per step (default num_live // 10)",
+            _optional_positive_int,
+        ),
+        "num_inner_steps": Option(
+            None,
+            (int, type(None)),
+            "slice steps per new point (default max(5, 2 x dim))",
+            _optional_positive_int,
+        ),
+        "dlogz": Option(0.01, (float,), "stop when ln(Z + Z_live) - ln Z < dlogz", _positive),
+        "max_steps": Option(
+            100_000,
+            (int,),
+            "stop (unconverged, with a warning) after this many steps",
+            _optional_positive_int,
+        ),
+        "max_time": Option(None, (float, int, type(None)), "wall-clock limit in seconds"),
+        "num_simulations": Option(
+            200, (int,), "simulated volume sequences for the ln Z error", _optional_positive_int
+        ),
+    }
+
+    def run(
+        self,
+        model: Model,
+        data: Mapping[str, Any],
+        rng_key,
+        *,
+        progress: bool = False,
+        num_live: int | None = None,
+        num_delete: int | None = None,
+        num_inner_steps: int | None = None,
+        dlogz: float = 0.01,
+        max_steps: int = 100_000,
+        max_time: float | None = None,
+        num_simulations: int = 200,
+    ) -> RawResult:
+        """Run nested sampling; returns the resampled posterior, ln Z and the weighted points."""
+        import blackjax
+
+        data = dict(data)
+        bridge = Bridge.from_model(model.model, data)
+        dim = bridge.dim
+        num_live = num_live or max(100, 25 * dim)
+        num_delete = num_delete or max(1, num_live // 10)
+        num_delete = min(num_delete, num_live - 1)
+        num_inner_steps = num_inner_steps or max(5, 2 * dim)
+        steps_per_chunk = max(1, num_live // num_delete)
+        init_key, run_key, post_key = jax.random.split(rng_key, 3)
+
+        def algorithm(data):
+            def log_likelihood(u):
+                value = bridge.log_likelihood(u, data)
+                return jnp.where(jnp.isnan(value), -jnp.inf, value)  # NaN: outside the contour
+
+            return blackjax.nss(
+                lambda u: bridge.log_prior(u, data),
+                log_likelihood,
+                num_inner_steps=num_inner_steps,
+                num_delete=num_delete,
+            )
+
+        positions = bridge.sample_prior(init_key, num_live, data)
+        raw_loglik = jax.jit(jax.vmap(bridge.log_likelihood, in_axes=(0, None)))(positions, data)
+        num_nan = int(jnp.sum(jnp.isnan(raw_loglik)))
+        if num_nan:
+            warnings.warn(
+                f"{num_nan} of {num_live} initial live points (prior draws) have a NaN "
+                "log-likelihood; they are treated as -inf (outside every likelihood contour). "
+                "If this is many, check the model for invalid parameter regions.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        if not bool(jnp.any(jnp.isfinite(raw_loglik))):
+            from ..errors import BayesplugError
+
+            raise BayesplugError(
+                f"every one of the {num_live} prior draws gives a log-likelihood of -inf or NaN: "
+                "nested sampling cannot start. Check that the priors cover parameter values "
+                "under which the data are possible."
+            )
+        state = jax.jit(lambda p, d, k: algorithm(d).init(p, k))(positions, data, init_key)
+
+        def converged(state):
+            remaining = jnp.logaddexp(state.integrator.logZ, state.integrator.logZ_live)
+            return remaining - state.integrator.logZ < dlogz
+
+        @jax.jit
+        def advance(carry, data):
+            state, key = carry
+            algo = algorithm(data)
+            empty = DeadBuffer(
+                jnp.zeros((steps_per_chunk, num_delete, dim), positions.dtype),
+                jnp.zeros((steps_per_chunk, num_delete), positions.dtype),
+                jnp.zeros((steps_per_chunk, num_delete), positions.dtype),
+                jnp.zeros((steps_per_chunk,), jnp.int32),
+                jnp.zeros((), jnp.int32),
+            )
+
+            def cond(c):
+                state, _, buffer = c
+                return (buffer.count < steps_per_chunk) & ~converged(state)
+
+            def body(c):
+                state, key, buffer = c
+                key, step_key = jax.random.split(key)
+                state, info = algo.step(step_key, state)
+                dead = info.particles
+                slices = info.update_info
+                evaluations = jnp.sum(slices.num_expansions) + jnp.sum(slices.num_shrink)
+                i = buffer.count
+                buffer = DeadBuffer(
+                    buffer.position.at[i].set(dead.position),
+                    buffer.loglikelihood.at[i].set(dead.loglikelihood),
+                    buffer.loglikelihood_birth.at[i].set(dead.loglikelihood_birth),
+                    buffer.evaluations.at[i].set(evaluations.astype(jnp.int32)),
+                    i + 1,
+                )
+                return state, key, buffer
+
+            state, key, buffer = jax.lax.while_loop(cond, body, (state, key, empty))
+            return (state, key), buffer
+
+        compile_start = time.perf_counter()
+        compiled = advance.lower((state, run_key), data).compile()
+        compile_time = time.perf_counter() - compile_start
+        evaluations = [num_live]
+
+        def postfix(carry, buffer):
+            state = carry[0]
+            evaluations.append(int(np.sum(np.asarray(buffer.evaluations)[: int(buffer.count)])))
+            log_z = float(state.integrator.logZ)
+            remaining = float(state.integrator.logZ_live) - log_z
+            return {
+                "ln Z": f"{log_z:.3f}",
+                "ln Z_live - ln Z": f"{remaining:.2f}",
+                "evals": sum(evaluations),
+            }
+
+        num_chunks = math.ceil(max_steps / steps_per_chunk)
+        run = run_in_chunks(
+            lambda c: compiled(c, data),
+            (state, run_key),
+            num_chunks=num_chunks,
+            steps_per_chunk=steps_per_chunk,
+            progress=progress,
+            description="nested sampling",
+            postfix=postfix,
+            max_time=max_time,
+            done=lambda carry, _: bool(converged(carry[0])),
+            total_steps=None,
+        )
+        final_state = run.state[0]
+        is_converged = bool(converged(final_state))
+        num_steps = sum(int(b.count) for b in run.outputs)
+        if not progress:  # postfix did not count them
+            evaluations = [num_live] + [
+                int(np.sum(np.asarray(b.evaluations)[: int(b.count)])) for b in run.outputs
+            ]
+        if run.interrupted:
+            warnings.warn(
+                f"nested sampling stopped early: {run.reason}, after {num_steps} steps. ln Z "
+                "and the posterior come from the points so far and are provisional.",
+                InterruptedRunWarning,
+                stacklevel=3,
+            )
+        elif not is_converged:
+            warnings.warn(
+                f"nested sampling reached max_steps={max_steps} before converging (dlogz={dlogz}): "
+                "ln Z is underestimated and the posterior incomplete. Raise max_steps, or "
+                "num_live / num_delete to move faster.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        nested = _collect(run.outputs, final_state, num_live, num_delete)
+        rng = np.random.default_rng(np.asarray(jax.random.key_data(post_key)).ravel()[-1])
+        return _summarise(
+            model,
+            bridge,
+            data,
+            nested,
+            rng,
+            num_simulations,
+            attrs={
+                "num_live": num_live,
+                "num_delete": num_delete,
+                "num_inner_steps": num_inner_steps,
+                "num_steps": num_steps,
+                "likelihood_evaluations": int(sum(evaluations)),
+                "converged": int(is_converged),
+                "sampling_time": run.seconds,
+                "compile_time": compile_time,
+                "draws_are": "resampled",
+            },
+            state=run.state,
+            interrupted=run.interrupted or not is_converged,
+        )
+
+
+def _collect(outputs, final_state, num_live: int, num_delete: int) -> NestedRun:
+    """Dead points in order of death, then the final live points (ascending likelihood)."""
+    parts = []
+    for buffer in outputs:
+        count = int(buffer.count)
+        parts.append(
+            DeadBuffer(
+                np.asarray(buffer.position)[:count],
+                np.asarray(buffer.loglikelihood)[:count],
+                np.asarray(buffer.loglikelihood_birth)[:count],
+                np.asarray(buffer.evaluations)[:count],
+                count,
+            )
+        )
+    dim = final_state.particles.position.shape[-1]
+    if parts:
+        position = np.concatenate([p.position.reshape(-1, dim) for p in parts])
+        loglik = np.concatenate([p.loglikelihood.ravel() for p in parts])
+        birth = np.concatenate([p.loglikelihood_birth.ravel() for p in parts])
+        steps = position.shape[0] // num_delete
+    else:
+        position = np.zeros((0, dim))
+        loglik = birth = np.zeros(0)
+        steps = 0
+    live = final_state.particles
+    order = np.argsort(np.asarray(live.loglikelihood))
+    # Batch deletion of k points from n live: effective live counts n, n-1, ..., n-k+1 within
+    # each step (Fowlie, Handley & Su 2021); the final live points are removed one by one.
+    num_live_dead = np.tile(np.arange(num_live, num_live - num_delete, -1), steps)
+    return NestedRun(
+        np.concatenate([position, np.asarray(live.position)[order]]),
+        np.concatenate([loglik, np.asarray(live.loglikelihood)[order]]),
+        np.concatenate([birth, np.asarray(live.loglikelihood_birth)[order]]),
+        np.concatenate([num_live_dead, np.arange(num_live, 0, -1)]).astype(float),
+    )
+
+
+def _summarise(model, bridge, data, nested, rng, num_simulations, attrs, state, interrupted):
+    import xarray as xr
+    from numpyro.infer.util import constrain_fn
+
+    log_w = simulate_log_weights(nested, num_simulations, rng)  # (N, S)
+    log_z_sims = _logsumexp(log_w, axis=0)
+    log_z, log_z_err = float(np.mean(log_z_sims)), float(np.std(log_z_sims, ddof=1))
+    # Per-point weights: the average over simulations of the normalised weights.
+    weights = np.mean(np.exp(log_w - log_z_sims[None, :]), axis=1)
+    weights /= weights.sum()
+    finite = np.isfinite(nested.loglikelihood) & (weights > 0)
+    information = float(np.sum(weights[finite] * nested.loglikelihood[finite]) - log_z)
+    kish = 1.0 / np.sum(weights**2)
+    num_draws = max(1, int(kish))
+    index = np.sort(_systematic_resample(weights, num_draws, rng))
+
+    def constrained(u):
+        return constrain_fn(bridge.model_fn, (), data, bridge.unravel(u), return_deterministic=True)
+
+    all_sites = jax.jit(lambda us: jax.lax.map(constrained, us, batch_size=512))(
+        jnp.asarray(nested.position)
+    )
+    all_sites = {k: np.asarray(v) for k, v in all_sites.items()}
+    samples = {k: v[index][None] for k, v in all_sites.items()}  # one "chain" of resampled draws
+    points = {f"{k}": v for k, v in all_sites.items()}
+    points.update(
+        log_weight=np.log(np.maximum(weights, 1e-300)),
+        log_likelihood=nested.loglikelihood,
+        log_likelihood_birth=nested.loglikelihood_birth,
+    )
+    extra = {"nested_samples": points}
+    for site, labels in getattr(model, "discrete_choices", {}).items():
+        extra[f"discrete_{site}"] = _discrete_table(
+            all_sites[site], labels, log_w, log_z_sims, xr, kish
+        )
+    attrs = {
+        **attrs,
+        "information": information,
+        "kish_ess": float(kish),
+        "num_points": int(nested.loglikelihood.shape[0]),
+    }
+    return RawResult(
+        samples=samples,
+        sample_stats={},
+        log_evidence=(log_z, log_z_err),
+        extra_groups=extra,
+        attrs=attrs,
+        state=state,
+        interrupted=interrupted,
+    )
+
+
+def _discrete_table(choice, labels, log_w, log_z_sims, xr, ess):
+    """Per-category posterior probability and evidence from the simulated weights.
+
+    With a uniform prior over K categories, Z = (1/K) sum_k Z_k and the dead points of category k
+    carry the mass (1/K) Z_k: ln Z_k = ln(sum of their weights) + ln K, p_k = Z_k / (K Z).
+    Errors combine the spread over simulated volumes with the sampling error of which points
+    fell in category k: var(p_k) += p_k (1 - p_k) / ESS, var(ln Z_k) += (1 - p_k) / (p_k ESS).
+    """
+    choice = np.asarray(choice).astype(int)
+    k = len(labels)
+    log_zk = np.stack([_logsumexp(log_w[choice == c], axis=0) for c in range(k)]) + np.log(k)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        prob = np.exp(log_zk - np.log(k) - log_z_sims[None, :])
+        p = prob.mean(axis=1)
+        p_err = np.sqrt(prob.var(axis=1, ddof=1) + p * (1 - p) / ess)
+        log_zk_err = np.sqrt(np.var(log_zk, axis=1, ddof=1) + (1 - p) / (p * ess))
+        return xr.Dataset(
+            {
+                "probability": ("category", p),
+                "probability_err": ("category", p_err),
+                "log_evidence": ("category", np.mean(log_zk, axis=1)),
+                "log_evidence_err": ("category", log_zk_err),
+                "num_points": ("category", np.array([(choice == c).sum() for c in range(k)])),
+            },
+            coords={"category": list(labels)},
+        )
