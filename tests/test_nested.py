@@ -111,8 +111,9 @@ def test_discrete_choice_probabilities_and_evidences():
 def test_unconverged_run_says_so_and_keeps_its_points():
     model, _ = gaussian_in_box(np.zeros(2))
     with pytest.warns(bp.ConvergenceWarning, match="max_steps=3"):
-        fit = bp.fit(model, {"mu": np.zeros(2)}, method="nested", num_live=100, max_steps=3,
-                     progress=False)
+        fit = bp.fit(
+            model, {"mu": np.zeros(2)}, method="nested", num_live=100, max_steps=3, progress=False
+        )
     assert fit.idata.attrs["converged"] == 0 and fit.idata.attrs["num_steps"] == 10
     assert fit.log_evidence is not None
     assert any("interrupted" in m for m in fit.diagnostics()["messages"])
