@@ -154,3 +154,34 @@ def test_improper_prior_is_refused():
 
     with pytest.raises(bp.IncompatibleMethodError, match="proper_prior.*'nuts'"):
         bp.fit(improper, {"y": 0.0}, method="nested")
+
+
+def test_enumerate_and_embed_strategies_agree():
+    """One transdimensional run and one run per category give the same evidences."""
+    y = np.array([0.5, -0.3, 0.8, 2.9, -1.9])
+    model = TwoWidths()
+    kwargs = {"method": "nested", "num_live": 300, "progress": False}
+    embed = bp.fit(model, {"y": y}, seed=5, **kwargs)
+    enum = bp.fit(model, {"y": y}, seed=6, strategy="enumerate", **kwargs)
+    assert enum.idata.attrs["strategy"] == "enumerate"
+    a, b = embed.discrete_posterior("width"), enum.discrete_posterior("width")
+    for label in ["narrow", "wide"]:
+        gap = abs(a.loc[label, "log_evidence"] - b.loc[label, "log_evidence"])
+        assert gap < 3 * np.hypot(
+            a.loc[label, "log_evidence_err"], b.loc[label, "log_evidence_err"]
+        )
+        gap = abs(a.loc[label, "probability"] - b.loc[label, "probability"])
+        assert gap < 3 * np.hypot(a.loc[label, "probability_err"], b.loc[label, "probability_err"])
+    (za, ea), (zb, eb) = embed.log_evidence, enum.log_evidence
+    assert abs(za - zb) < 3 * np.hypot(ea, eb)
+    # the enumerated runs are each a full run: the per-category points are all present
+    assert (b["num_points"] > 1000).all()
+
+
+def test_enumerate_needs_one_choice():
+    model, _ = gaussian_in_box(np.zeros(2))
+    with pytest.raises(bp.InputError, match="exactly one discrete choice") as info:
+        bp.fit(model, {"mu": np.zeros(2)}, method="nested", strategy="enumerate")
+    assert info.value.argument == "strategy"
+    with pytest.raises(bp.InputError, match="'embed' or 'enumerate'"):
+        bp.fit(model, {"mu": np.zeros(2)}, method="nested", strategy="both")

@@ -140,6 +140,12 @@ class NestedBackend:
         "num_simulations": Option(
             200, (int,), "simulated volume sequences for the ln Z error", _optional_positive_int
         ),
+        "strategy": Option(
+            "embed",
+            (str,),
+            "discrete choices: 'embed' (one run, transdimensional) or 'enumerate' (one run each)",
+            lambda v: None if v in ("embed", "enumerate") else "must be 'embed' or 'enumerate'",
+        ),
     }
 
     def run(
@@ -156,19 +162,93 @@ class NestedBackend:
         max_steps: int = 100_000,
         max_time: float | None = None,
         num_simulations: int = 200,
+        strategy: str = "embed",
     ) -> RawResult:
-        """Run nested sampling; returns the resampled posterior, ln Z and the weighted points."""
+        """Run nested sampling; returns the resampled posterior, ln Z and the weighted points.
+
+        With ``strategy="enumerate"`` a model's (single) discrete choice is fixed in turn to each
+        category (its coordinate ``<choice>_u`` conditioned on the middle of the category's
+        interval), one run per category; the runs' weighted points are pooled with weight 1/K, so
+        Z = (1/K) sum_k Z_k and everything downstream is as for ``"embed"``.
+        """
+        data = dict(data)
+        runs = [(model.model, 0.0, {})]
+        choices = getattr(model, "discrete_choices", {})
+        if strategy == "enumerate":
+            from numpyro import handlers
+
+            from ..errors import InputError
+
+            if len(choices) != 1:
+                raise InputError(
+                    "strategy",
+                    f"'enumerate' needs exactly one discrete choice; {model.name!r} has "
+                    f"{len(choices)} ({', '.join(choices) or 'none'}).",
+                    "Use strategy='embed'.",
+                )
+            site, labels = next(iter(choices.items()))
+            k = len(labels)
+            fixed = [{f"{site}_u": (i + 0.5) / k} for i in range(k)]
+            runs = [(handlers.condition(model.model, f), -np.log(k), f) for f in fixed]
+        options = {
+            "num_live": num_live,
+            "num_delete": num_delete,
+            "num_inner_steps": num_inner_steps,
+            "dlogz": dlogz,
+            "max_steps": max_steps,
+            "max_time": max_time,
+        }
+        pieces = [
+            self._sample(fn, data, jax.random.fold_in(rng_key, i), progress, **options)
+            for i, (fn, _, _) in enumerate(runs)
+        ]
+        rng = np.random.default_rng(np.asarray(jax.random.key_data(rng_key)).ravel()[-1] + 1)
+        attrs = {
+            key: sum(p[2][key] for p in pieces)
+            for key in ("num_steps", "likelihood_evaluations", "sampling_time", "compile_time")
+        }
+        attrs.update(
+            {k: pieces[0][2][k] for k in ("num_live", "num_delete", "num_inner_steps")},
+            converged=int(all(p[2]["converged"] for p in pieces)),
+            draws_are="resampled",
+            strategy=strategy,
+        )
+        return _summarise(
+            model,
+            data,
+            [(p[0], p[1], r[1], r[2]) for p, r in zip(pieces, runs, strict=True)],
+            rng,
+            num_simulations,
+            attrs=attrs,
+            state=[p[3] for p in pieces],
+            interrupted=any(p[4] for p in pieces),
+        )
+
+    def _sample(
+        self,
+        model_fn,
+        data,
+        rng_key,
+        progress,
+        *,
+        num_live,
+        num_delete,
+        num_inner_steps,
+        dlogz,
+        max_steps,
+        max_time,
+    ):
+        """One nested-sampling run of ``model_fn``: (points, bridge, attrs, state, interrupted)."""
         import blackjax
 
-        data = dict(data)
-        bridge = Bridge.from_model(model.model, data)
+        bridge = Bridge.from_model(model_fn, data)
         dim = bridge.dim
         num_live = num_live or max(100, 25 * dim)
         num_delete = num_delete or max(1, num_live // 10)
         num_delete = min(num_delete, num_live - 1)
         num_inner_steps = num_inner_steps or max(5, 2 * dim)
         steps_per_chunk = max(1, num_live // num_delete)
-        init_key, run_key, post_key = jax.random.split(rng_key, 3)
+        init_key, run_key = jax.random.split(rng_key)
 
         def algorithm(data):
             def log_likelihood(u):
@@ -295,28 +375,17 @@ class NestedBackend:
                 stacklevel=3,
             )
         nested = _collect(run.outputs, final_state, num_live, num_delete)
-        rng = np.random.default_rng(np.asarray(jax.random.key_data(post_key)).ravel()[-1])
-        return _summarise(
-            model,
-            bridge,
-            data,
-            nested,
-            rng,
-            num_simulations,
-            attrs={
-                "num_live": num_live,
-                "num_delete": num_delete,
-                "num_inner_steps": num_inner_steps,
-                "num_steps": num_steps,
-                "likelihood_evaluations": int(sum(evaluations)),
-                "converged": int(is_converged),
-                "sampling_time": run.seconds,
-                "compile_time": compile_time,
-                "draws_are": "resampled",
-            },
-            state=run.state,
-            interrupted=run.interrupted or not is_converged,
-        )
+        attrs = {
+            "num_live": num_live,
+            "num_delete": num_delete,
+            "num_inner_steps": num_inner_steps,
+            "num_steps": num_steps,
+            "likelihood_evaluations": int(sum(evaluations)),
+            "converged": int(is_converged),
+            "sampling_time": run.seconds,
+            "compile_time": compile_time,
+        }
+        return nested, bridge, attrs, run.state, run.interrupted or not is_converged
 
 
 def _collect(outputs, final_state, num_live: int, num_delete: int) -> NestedRun:
@@ -356,11 +425,17 @@ def _collect(outputs, final_state, num_live: int, num_delete: int) -> NestedRun:
     )
 
 
-def _summarise(model, bridge, data, nested, rng, num_simulations, attrs, state, interrupted):
+def _summarise(model, data, runs, rng, num_simulations, attrs, state, interrupted):
+    """Evidence, weights, resampled posterior and tables from ``[(points, bridge, offset,
+    fixed)]``: ``fixed`` holds the values of sites conditioned in that run (enumeration)."""
     import xarray as xr
-    from numpyro.infer.util import constrain_fn
 
-    log_w = simulate_log_weights(nested, num_simulations, rng)  # (N, S)
+    nested = NestedRun(
+        *(np.concatenate(parts) for parts in zip(*(r[0] for r in runs), strict=True))
+    )
+    log_w = np.vstack(  # (N, S); run k's weights scaled by its prior mass exp(offset)
+        [simulate_log_weights(p, num_simulations, rng) + offset for p, _, offset, _ in runs]
+    )
     log_z_sims = _logsumexp(log_w, axis=0)
     log_z, log_z_err = float(np.mean(log_z_sims)), float(np.std(log_z_sims, ddof=1))
     # Per-point weights: the average over simulations of the normalised weights.
@@ -372,13 +447,14 @@ def _summarise(model, bridge, data, nested, rng, num_simulations, attrs, state, 
     num_draws = max(1, int(kish))
     index = np.sort(_systematic_resample(weights, num_draws, rng))
 
-    def constrained(u):
-        return constrain_fn(bridge.model_fn, (), data, bridge.unravel(u), return_deterministic=True)
-
-    all_sites = jax.jit(lambda us: jax.lax.map(constrained, us, batch_size=512))(
-        jnp.asarray(nested.position)
-    )
-    all_sites = {k: np.asarray(v) for k, v in all_sites.items()}
+    per_run = [
+        {
+            **_constrain_points(bridge, data, points.position),
+            **{k: np.full(points.position.shape[0], v) for k, v in fixed.items()},
+        }
+        for points, bridge, _, fixed in runs
+    ]
+    all_sites = {k: np.concatenate([sites[k] for sites in per_run]) for k in per_run[0]}
     samples = {k: v[index][None] for k, v in all_sites.items()}  # one "chain" of resampled draws
     points = {f"{k}": v for k, v in all_sites.items()}
     points.update(
@@ -406,6 +482,17 @@ def _summarise(model, bridge, data, nested, rng, num_simulations, attrs, state, 
         state=state,
         interrupted=interrupted,
     )
+
+
+def _constrain_points(bridge, data, positions) -> dict[str, np.ndarray]:
+    """Constrained latent and deterministic sites of every point of one run."""
+    from numpyro.infer.util import constrain_fn
+
+    def constrained(u):
+        return constrain_fn(bridge.model_fn, (), data, bridge.unravel(u), return_deterministic=True)
+
+    sites = jax.jit(lambda us: jax.lax.map(constrained, us, batch_size=512))(jnp.asarray(positions))
+    return {k: np.asarray(v) for k, v in sites.items()}
 
 
 def _discrete_table(choice, labels, log_w, log_z_sims, xr, ess):
