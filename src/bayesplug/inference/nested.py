@@ -68,6 +68,16 @@ class DeadBuffer(NamedTuple):
     count: jax.Array
 
 
+class _Compiled(NamedTuple):
+    log_likelihood: Any
+    init: Any
+    advance: Any
+
+
+_CACHE_SIZE = 8
+_COMPILED: dict[tuple, _Compiled] = {}  # most recent runs' compiled functions, oldest first
+
+
 class NestedRun(NamedTuple):
     """Every point of a finished run, in order of death (the final live points last)."""
 
@@ -262,8 +272,29 @@ class NestedBackend:
                 num_delete=num_delete,
             )
 
+        # Compiled functions are reused by later runs of the same program, settings and data
+        # shapes (seeds, repeated fits); data are arguments, never constants.
+        cache_key = (
+            model_fn,
+            tuple((k, jnp.shape(v), jnp.result_type(v).name) for k, v in sorted(data.items())),
+            num_live,
+            num_delete,
+            num_inner_steps,
+            float(dlogz),
+            bool(jax.config.jax_enable_x64),
+        )
+        try:
+            cached = _COMPILED.get(cache_key)
+        except TypeError:  # an unhashable program: no reuse
+            cached, cache_key = None, None
         positions = bridge.sample_prior(init_key, num_live, data)
-        raw_loglik = jax.jit(jax.vmap(bridge.log_likelihood, in_axes=(0, None)))(positions, data)
+        if cached is None:
+            cached = _Compiled(
+                jax.jit(jax.vmap(bridge.log_likelihood, in_axes=(0, None))),
+                jax.jit(lambda p, d, k: algorithm(d).init(p, k)),
+                None,
+            )
+        raw_loglik = cached.log_likelihood(positions, data)
         num_nan = int(jnp.sum(jnp.isnan(raw_loglik)))
         if num_nan:
             warnings.warn(
@@ -281,7 +312,7 @@ class NestedBackend:
                 "nested sampling cannot start. Check that the priors cover parameter values "
                 "under which the data are possible."
             )
-        state = jax.jit(lambda p, d, k: algorithm(d).init(p, k))(positions, data, init_key)
+        state = cached.init(positions, data, init_key)
 
         def converged(state):
             remaining = jnp.logaddexp(state.integrator.logZ, state.integrator.logZ_live)
@@ -324,7 +355,13 @@ class NestedBackend:
             return (state, key), buffer
 
         compile_start = time.perf_counter()
-        compiled = advance.lower((state, run_key), data).compile()
+        if cached.advance is None:
+            cached = cached._replace(advance=advance.lower((state, run_key), data).compile())
+            if cache_key is not None:
+                _COMPILED[cache_key] = cached
+                while len(_COMPILED) > _CACHE_SIZE:
+                    _COMPILED.pop(next(iter(_COMPILED)))
+        compiled = cached.advance
         compile_time = time.perf_counter() - compile_start
         evaluations = [num_live]
 
