@@ -10,7 +10,7 @@ import numpy as np
 from .errors import InputError, did_you_mean
 
 
-def as_data_mapping(data: Any, name: str = "data") -> dict[str, Any]:
+def as_data_mapping(data: Any, name: str = "data", allow_empty: bool = False) -> dict[str, Any]:
     """``data`` as a plain dict (accepts any mapping, including a :class:`Dataset`)."""
     if not isinstance(data, Mapping):
         raise InputError(
@@ -19,7 +19,7 @@ def as_data_mapping(data: Any, name: str = "data") -> dict[str, Any]:
             f"got {type(data).__name__}.",
             'Pass e.g. {"x": x, "y": y}.',
         )
-    if len(data) == 0:
+    if len(data) == 0 and not allow_empty:
         raise InputError(name, "is empty.", "Pass at least the observed values.")
     return dict(data)
 

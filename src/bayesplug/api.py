@@ -146,7 +146,7 @@ def fit(
     from .convert import to_inference_data
 
     seed = _check_seed(seed)
-    data = as_data_mapping(data)
+    data = as_data_mapping(data, allow_empty=True)  # each model says what it needs
     model = _resolve_model(model, data)
     backend = _resolve_backend(method)
     options = _check_options(backend, options)

@@ -120,7 +120,7 @@ class NumPyroModel(ModelBase):
         """Check the keys against ``fn``'s signature and the values; find the observed sites."""
         from ..inference._numpyro_bridge import trace_model
 
-        data = as_data_mapping(data)
+        data = as_data_mapping(data, allow_empty=True)  # a likelihood may be a numpyro.factor
         self._check_keys(data, "data")
         arrays, self.static = self._split(data, "data")
         try:
@@ -133,10 +133,11 @@ class NumPyroModel(ModelBase):
                 f"running {self.name}(**data) failed with {type(exc).__name__}: {exc}",
                 "Check that the data keys and shapes are what the function expects.",
             ) from exc
-        if not info.observed_sites:
+        if not info.observed_sites and not info.factor_sites:
             raise InputError(
                 "data",
-                f"no sample site of {self.name} received observed data (obs=...).",
+                f"no sample site of {self.name} received observed data (obs=...) and it has "
+                "no numpyro.factor: there is no likelihood.",
                 "Pass the observations under the name of the function argument used as obs=.",
             )
         if not info.latent_sites:
