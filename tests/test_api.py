@@ -156,3 +156,18 @@ def test_gp_model_options_rejected():
     with pytest.raises(bp.InputError, match="yerr.*required") as info:
         bp.fit(bp.models.GP(noise="yerr"), {"x": [0.0, 1.0], "y": [1.0, 2.0]})
     assert info.value.argument == "data['yerr']"
+
+
+def test_a_factor_is_a_likelihood_and_data_may_be_empty():
+    """A program whose likelihood is a numpyro.factor needs no data: here p(x) ∝ N(x | 1, 0.5²)."""
+
+    def potential():
+        x = numpyro.sample("x", dist.Normal(0.0, 10.0))
+        numpyro.factor("likelihood", dist.Normal(1.0, 0.5).log_prob(x))
+
+    fit = bp.fit(potential, {}, num_warmup=300, num_samples=500, num_chains=2, progress=False)
+    # posterior N(m, s²) with precision 1/100 + 4 and mean (1 * 4) / precision
+    precision = 0.01 + 4.0
+    ess = fit.diagnostics()["ess_bulk_min"]
+    draws = np.asarray(fit.samples["x"])
+    assert abs(draws.mean() - 4.0 / precision) < 4 * precision**-0.5 / np.sqrt(ess)
