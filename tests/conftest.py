@@ -49,6 +49,29 @@ def cc_gp_fit():
 
 
 @pytest.fixture
+def interrupt_at_chunk(monkeypatch):
+    """``interrupt_at_chunk(n)``: the n-th chunk of any run raises KeyboardInterrupt (Ctrl-C)."""
+    import jax
+
+    from bayesplug.inference import _loop
+
+    real = jax.block_until_ready
+
+    def arm(n: int) -> None:
+        calls = {"n": 0}
+
+        def block(x):
+            calls["n"] += 1
+            if calls["n"] == n:
+                raise KeyboardInterrupt
+            return real(x)
+
+        monkeypatch.setattr(_loop.jax, "block_until_ready", block)
+
+    return arm
+
+
+@pytest.fixture
 def plugin_on_path():
     """Put the test plug-in distribution's metadata and code on sys.path."""
     from bayesplug import registry

@@ -9,7 +9,6 @@ from scipy import stats
 from scipy.special import logsumexp
 
 import bayesplug as bp
-from bayesplug.inference import _loop
 from bayesplug.models.base import ModelBase
 
 
@@ -129,18 +128,9 @@ def test_nan_likelihoods_are_outside_every_contour():
     assert float(fit.samples["x"].min()) > 0
 
 
-def test_ctrl_c_returns_the_partial_run(monkeypatch):
-    calls = {"n": 0}
-    real = jax.block_until_ready
-
-    def interrupt_third(x):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real(x)
-
+def test_ctrl_c_returns_the_partial_run(interrupt_at_chunk):
     model, _ = gaussian_in_box(np.zeros(2))
-    monkeypatch.setattr(_loop.jax, "block_until_ready", interrupt_third)
+    interrupt_at_chunk(3)
     with pytest.warns(bp.InterruptedRunWarning, match="Ctrl-C"):
         fit = bp.fit(model, {"mu": np.zeros(2)}, method="nested", num_live=100, progress=False)
     assert fit.idata.attrs["num_steps"] == 20  # two chunks of num_live / num_delete steps

@@ -2,7 +2,6 @@
 
 import warnings
 
-import jax
 import numpy as np
 import pytest
 from conftest import normal_mean_model, normal_mean_posterior
@@ -46,18 +45,9 @@ def test_same_seed_same_draws_other_seed_other_draws(normal_data):
     assert not np.array_equal(np.asarray(a.samples["mu"]), np.asarray(c.samples["mu"]))
 
 
-def test_ctrl_c_keeps_the_draws_so_far(normal_data, monkeypatch):
+def test_ctrl_c_keeps_the_draws_so_far(normal_data, interrupt_at_chunk):
     """A KeyboardInterrupt during sampling returns the finished chunks with a warning."""
-    calls = {"n": 0}
-    real = jax.block_until_ready
-
-    def interrupt_on_15th_chunk(x):
-        calls["n"] += 1
-        if calls["n"] == 15:
-            raise KeyboardInterrupt
-        return real(x)
-
-    monkeypatch.setattr(_loop.jax, "block_until_ready", interrupt_on_15th_chunk)
+    interrupt_at_chunk(15)
     with pytest.warns(bp.InterruptedRunWarning, match="Ctrl-C"):
         fit = bp.fit(
             normal_mean_model,
@@ -73,11 +63,8 @@ def test_ctrl_c_keeps_the_draws_so_far(normal_data, monkeypatch):
     assert any("interrupted" in m for m in fit.diagnostics()["messages"])
 
 
-def test_ctrl_c_during_warmup_says_nothing_to_keep(normal_data, monkeypatch):
-    def interrupt(x):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(_loop.jax, "block_until_ready", interrupt)
+def test_ctrl_c_during_warmup_says_nothing_to_keep(normal_data, interrupt_at_chunk):
+    interrupt_at_chunk(1)
     with pytest.raises(KeyboardInterrupt, match="before its first chunk|nothing to keep"):
         bp.fit(normal_mean_model, normal_data, num_warmup=100, num_samples=100, progress=False)
 

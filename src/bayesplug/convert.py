@@ -69,9 +69,7 @@ def to_inference_data(
     log_likelihood = {
         k: np.asarray(v) for k, v in model.pointwise_log_likelihood(posterior, data).items()
     }
-    dims = {
-        name: [f"{name}_dim_{i}" for i in range(value.ndim)] for name, value in observed.items()
-    }
+    dims = {name: _dims(name, value) for name, value in observed.items()}
     attrs = {
         "method": method,
         "seed": int(seed),

@@ -87,6 +87,26 @@ class Model(Protocol):
     ) -> dict[str, Any]: ...
 
 
+def positive_int(value: Any) -> str | None:
+    """Option check: at least 1 (None passes: "use the default")."""
+    return None if value is None or value >= 1 else "must be at least 1"
+
+
+def non_negative(value: Any) -> str | None:
+    """Option check: 0 or more."""
+    return None if value >= 0 else "must be 0 or more"
+
+
+def positive(value: Any) -> str | None:
+    """Option check: strictly positive."""
+    return None if value > 0 else "must be positive"
+
+
+def probability(value: Any) -> str | None:
+    """Option check: strictly between 0 and 1."""
+    return None if 0.0 < value < 1.0 else "must lie strictly between 0 and 1"
+
+
 @dataclass(frozen=True)
 class Option:
     """A backend option: default value, accepted types and a one-line description.

@@ -43,19 +43,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..errors import ConvergenceWarning, InterruptedRunWarning
-from ..protocols import Model, Option, RawResult
+from ..protocols import Model, Option, RawResult, positive, positive_int
 from ._loop import run_in_chunks
 from ._numpyro_bridge import Bridge
 
 __all__ = ["NestedBackend", "NestedRun", "simulate_log_weights"]
-
-
-def _optional_positive_int(value: Any) -> str | None:
-    return None if value is None or value >= 1 else "must be at least 1"
-
-
-def _positive(value: Any) -> str | None:
-    return None if value > 0 else "must be positive"
 
 
 class DeadBuffer(NamedTuple):
@@ -125,30 +117,30 @@ class NestedBackend:
             None,
             (int, type(None)),
             "live points (default max(100, 25 x dim))",
-            _optional_positive_int,
+            positive_int,
         ),
         "num_delete": Option(
             None,
             (int, type(None)),
             "points replaced per step (default num_live // 10)",
-            _optional_positive_int,
+            positive_int,
         ),
         "num_inner_steps": Option(
             None,
             (int, type(None)),
             "slice steps per new point (default max(5, 2 x dim))",
-            _optional_positive_int,
+            positive_int,
         ),
-        "dlogz": Option(0.01, (float,), "stop when ln(Z + Z_live) - ln Z < dlogz", _positive),
+        "dlogz": Option(0.01, (float,), "stop when ln(Z + Z_live) - ln Z < dlogz", positive),
         "max_steps": Option(
             100_000,
             (int,),
             "stop (unconverged, with a warning) after this many steps",
-            _optional_positive_int,
+            positive_int,
         ),
         "max_time": Option(None, (float, int, type(None)), "wall-clock limit in seconds"),
         "num_simulations": Option(
-            200, (int,), "simulated volume sequences for the ln Z error", _optional_positive_int
+            200, (int,), "simulated volume sequences for the ln Z error", positive_int
         ),
         "strategy": Option(
             "embed",
@@ -363,17 +355,21 @@ class NestedBackend:
                     _COMPILED.pop(next(iter(_COMPILED)))
         compiled = cached.advance
         compile_time = time.perf_counter() - compile_start
-        evaluations = [num_live]
+
+        def chunk_evaluations(buffer) -> int:
+            return int(np.sum(np.asarray(buffer.evaluations)[: int(buffer.count)]))
+
+        shown = [num_live]  # running total for the progress bar only
 
         def postfix(carry, buffer):
             state = carry[0]
-            evaluations.append(int(np.sum(np.asarray(buffer.evaluations)[: int(buffer.count)])))
+            shown[0] += chunk_evaluations(buffer)
             log_z = float(state.integrator.logZ)
             remaining = float(state.integrator.logZ_live) - log_z
             return {
                 "ln Z": f"{log_z:.3f}",
                 "ln Z_live - ln Z": f"{remaining:.2f}",
-                "evals": sum(evaluations),
+                "evals": shown[0],
             }
 
         num_chunks = math.ceil(max_steps / steps_per_chunk)
@@ -392,10 +388,7 @@ class NestedBackend:
         final_state = run.state[0]
         is_converged = bool(converged(final_state))
         num_steps = sum(int(b.count) for b in run.outputs)
-        if not progress:  # postfix did not count them
-            evaluations = [num_live] + [
-                int(np.sum(np.asarray(b.evaluations)[: int(b.count)])) for b in run.outputs
-            ]
+        evaluations = num_live + sum(chunk_evaluations(b) for b in run.outputs)
         if run.interrupted:
             warnings.warn(
                 f"nested sampling stopped early: {run.reason}, after {num_steps} steps. ln Z "
@@ -417,7 +410,7 @@ class NestedBackend:
             "num_delete": num_delete,
             "num_inner_steps": num_inner_steps,
             "num_steps": num_steps,
-            "likelihood_evaluations": int(sum(evaluations)),
+            "likelihood_evaluations": evaluations,
             "converged": int(is_converged),
             "sampling_time": run.seconds,
             "compile_time": compile_time,

@@ -30,22 +30,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..errors import BayesplugError, InterruptedRunWarning
-from ..protocols import Model, Option, RawResult
+from ..protocols import Model, Option, RawResult, non_negative, positive_int, probability
 from ._loop import run_in_chunks
 
 __all__ = ["NUTSBackend"]
-
-
-def _positive_int(value: Any) -> str | None:
-    return None if value >= 1 else "must be at least 1"
-
-
-def _non_negative_int(value: Any) -> str | None:
-    return None if value >= 0 else "must be 0 or more"
-
-
-def _probability(value: Any) -> str | None:
-    return None if 0.0 < value < 1.0 else "must lie strictly between 0 and 1"
 
 
 class NUTSBackend:
@@ -60,12 +48,12 @@ class NUTSBackend:
     name: ClassVar[str] = "nuts"
     requires: ClassVar[frozenset[str]] = frozenset({"continuous"})
     options: ClassVar[Mapping[str, Option]] = {
-        "num_warmup": Option(500, (int,), "adaptation steps per chain", _non_negative_int),
-        "num_samples": Option(1000, (int,), "kept draws per chain", _positive_int),
-        "num_chains": Option(4, (int,), "independent chains (vectorised)", _positive_int),
-        "thinning": Option(1, (int,), "keep every k-th draw", _positive_int),
-        "target_accept": Option(0.8, (float,), "target acceptance probability", _probability),
-        "max_tree_depth": Option(10, (int,), "maximum tree depth", _positive_int),
+        "num_warmup": Option(500, (int,), "adaptation steps per chain", non_negative),
+        "num_samples": Option(1000, (int,), "kept draws per chain", positive_int),
+        "num_chains": Option(4, (int,), "independent chains (vectorised)", positive_int),
+        "thinning": Option(1, (int,), "keep every k-th draw", positive_int),
+        "target_accept": Option(0.8, (float,), "target acceptance probability", probability),
+        "max_tree_depth": Option(10, (int,), "maximum tree depth", positive_int),
         "dense_mass": Option(False, (bool,), "adapt a dense mass matrix"),
         "max_time": Option(None, (float, int, type(None)), "wall-clock limit in seconds"),
     }

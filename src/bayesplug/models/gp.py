@@ -318,21 +318,9 @@ class GP(ModelBase):
         data = {k: jnp.asarray(v) for k, v in data.items()}
         x_new = jnp.asarray(inputs["x"])
         hyper = {k: jnp.asarray(v) for k, v in samples.items() if k in self.hyperparameter_names()}
-        conditional = jax.jit(lambda s: self._conditional(s, data, x_new))
-        mean, var, noise_var = jax.lax.map(conditional, hyper, batch_size=256)
-        bad = ~jnp.all(jnp.isfinite(mean), axis=-1) | ~jnp.all(jnp.isfinite(var), axis=-1)
-        if bool(jnp.any(bad)):
-            import warnings
-
-            warnings.warn(
-                f"the GP covariance was not positive definite (Cholesky failed) for "
-                f"{int(bad.sum())} of {bad.shape[0]} posterior draws; they are left out of the "
-                "prediction. Increase `jitter` (e.g. GP(jitter=1e-6)) or tighten the priors.",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
-            keep = ~np.asarray(bad)
-            mean, var, noise_var = mean[keep], var[keep], noise_var[keep]
+        mean, var, noise_var = conditional_over_draws(
+            lambda s: self._conditional(s, data, x_new), hyper
+        )
         out = {"f": {"mean": mean, "std": jnp.sqrt(var)}}
         if "yerr" in inputs:
             y_var = var + noise_var[:, None] + jnp.asarray(inputs["yerr"]) ** 2
@@ -350,6 +338,30 @@ class GP(ModelBase):
     def pointwise_log_likelihood(self, samples, data) -> dict[str, Any]:
         """Exact LOO predictive log-densities log p(y_i | y_-i, θ) (Bürkner et al. 2021)."""
         return exact_loo_log_likelihood(self, samples, data)
+
+
+def conditional_over_draws(conditional, draws: Mapping[str, Any]) -> tuple:
+    """``conditional(draw) -> (mean, var, ...)`` over every posterior draw (jitted, in batches).
+
+    Draws whose covariance was not positive definite (a failed Cholesky: NaN mean or variance)
+    are dropped with a warning that says how many and what to do, never silently mixed in.
+    """
+    outputs = jax.lax.map(jax.jit(conditional), dict(draws), batch_size=256)
+    mean, var = outputs[0], outputs[1]
+    bad = ~jnp.all(jnp.isfinite(mean), axis=-1) | ~jnp.all(jnp.isfinite(var), axis=-1)
+    if bool(jnp.any(bad)):
+        import warnings
+
+        warnings.warn(
+            f"the GP covariance was not positive definite (Cholesky failed) for "
+            f"{int(bad.sum())} of {bad.shape[0]} posterior draws; they are left out of the "
+            "prediction. Increase the model's `jitter` (e.g. jitter=1e-6) or tighten the priors.",
+            ConvergenceWarning,
+            stacklevel=4,
+        )
+        keep = ~np.asarray(bad)
+        outputs = tuple(o[keep] for o in outputs)
+    return outputs
 
 
 def exact_loo_log_likelihood(model, samples, data) -> dict[str, Any]:

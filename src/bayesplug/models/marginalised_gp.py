@@ -46,7 +46,7 @@ import numpyro.distributions as dist
 from .._validation import as_array, as_data_mapping, check_same_length, check_unknown_keys
 from ..errors import InputError, did_you_mean
 from .base import ModelBase
-from .gp import exact_loo_log_likelihood
+from .gp import conditional_over_draws, exact_loo_log_likelihood
 
 __all__ = ["MarginalisedGP", "MeanFunction", "stationary_kernels"]
 
@@ -383,9 +383,7 @@ class MarginalisedGP(ModelBase):
         data = {k: jnp.asarray(v) for k, v in data.items()}
         sites = set(self.site_names())
         draws = {k: jnp.asarray(v) for k, v in samples.items() if k in sites}
-        mean, var = jax.lax.map(
-            jax.jit(lambda d: self._conditional(d, data, x_new)), draws, batch_size=256
-        )
+        mean, var = conditional_over_draws(lambda d: self._conditional(d, data, x_new), draws)
         return {"f": {"mean": mean, "std": jnp.sqrt(var)}}
 
     def pointwise_log_likelihood(self, samples, data) -> dict[str, Any]:
