@@ -94,13 +94,22 @@ def to_inference_data(
         attrs[key] = value if isinstance(value, int | float | str) else _json(value)
     idata = az.from_dict(
         posterior=posterior,
-        sample_stats={k: np.asarray(v) for k, v in raw.sample_stats.items()} or None,
+        sample_stats={
+            k: np.asarray(v) for k, v in raw.sample_stats.items() if not isinstance(v, xr.DataArray)
+        }
+        or None,
         log_likelihood=log_likelihood or None,
         observed_data=observed,
         constant_data={f"data_{k}": np.asarray(v) for k, v in data.items()},
         dims=dims,
         attrs=attrs,
     )
+    # Statistics on other axes than (chain, draw), e.g. an optimiser's trace over steps.
+    for name, value in raw.sample_stats.items():
+        if isinstance(value, xr.DataArray):
+            if "sample_stats" not in idata.groups():
+                idata.add_groups({"sample_stats": xr.Dataset()})
+            idata.sample_stats[name] = value
     for group, values in raw.extra_groups.items():
         if not isinstance(values, xr.Dataset):
             values = xr.Dataset({k: (_dims(k, v), np.asarray(v)) for k, v in values.items()})

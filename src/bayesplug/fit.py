@@ -19,6 +19,7 @@ __all__ = ["Fit", "Prediction", "precision_context"]
 # normalization, folding, and localization: an improved R-hat".
 RHAT_MAX = 1.01
 ESS_MIN = 400
+PARETO_K_MAX = 0.7  # Vehtari et al. (2024): above it, importance sampling is unreliable
 
 
 def precision_context(model):
@@ -305,6 +306,23 @@ class Fit:
                     "the sampler could not follow the posterior's curvature, so the draws may be "
                     "biased. Raise target_accept (e.g. 0.95) or reparametrise the model."
                 )
+        if "pareto_k" in self.idata.attrs:
+            k_hat = float(self.idata.attrs["pareto_k"])
+            out["pareto_k"] = k_hat
+            if k_hat > PARETO_K_MAX:
+                messages.append(
+                    f"Do not trust this approximation: the importance weights of its draws against "
+                    f"the posterior have Pareto k-hat = {k_hat:.2f} (above {PARETO_K_MAX}), so "
+                    "the flow misses part of the posterior and its means, spreads and evidence "
+                    "can be badly off, even with importance=True. Use a more flexible flow "
+                    "(flow='nsf' or 'maf', more num_flows), train longer, or fit with "
+                    "method='nuts'."
+                )
+        if int(self.idata.attrs.get("diverged", 0)):
+            messages.append(
+                "The optimisation diverged (NaN ELBO) and was stopped at its last good state; "
+                "lower learning_rate or init_scale and fit again."
+            )
         mcmc = str(self.idata.attrs.get("draws_are", "mcmc")) == "mcmc"
         if mcmc and draws >= 4:
             rhat = az.rhat(self.idata) if chains >= 2 else None

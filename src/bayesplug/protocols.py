@@ -23,7 +23,7 @@ Capabilities (the names backends put in ``requires`` and models in ``capabilitie
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -107,6 +107,18 @@ def probability(value: Any) -> str | None:
     return None if 0.0 < value < 1.0 else "must lie strictly between 0 and 1"
 
 
+def one_of(names: Iterable[str]) -> Callable[[Any], str | None]:
+    """Option check factory: the value must be one of ``names`` (with a did-you-mean hint)."""
+    from .errors import did_you_mean
+
+    names = tuple(names)
+
+    def check(value: Any) -> str | None:
+        return None if value in names else f"is not a known name. {did_you_mean(value, names)}"
+
+    return check
+
+
 @dataclass(frozen=True)
 class Option:
     """A backend option: default value, accepted types and a one-line description.
@@ -129,7 +141,8 @@ class RawResult:
     samples
         Constrained draws ``{site: (chain, draw, ...)}`` with equal weights.
     sample_stats
-        Per-draw statistics ``{name: (chain, draw)}`` (``diverging``, ``lp``, ...).
+        Per-draw statistics ``{name: (chain, draw)}`` (``diverging``, ``lp``, ...); an
+        ``xarray.DataArray`` value keeps its own dimensions (e.g. an ELBO trace over ``step``).
     log_evidence
         ``(ln Z, standard error)`` or None.
     extra_groups

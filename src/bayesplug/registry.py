@@ -51,6 +51,7 @@ _BUILTIN_MODELS: dict[str, str] = {
 _BUILTIN_BACKENDS: dict[str, str] = {
     "nuts": "bayesplug.inference.nuts:NUTSBackend",
     "nested": "bayesplug.inference.nested:NestedBackend",
+    "flow_vi": "bayesplug.inference.flow_vi:FlowVIBackend",
 }
 _REGISTERED: dict[str, dict[str, Any]] = {MODEL_GROUP: {}, BACKEND_GROUP: {}}
 

@@ -36,14 +36,15 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import numpyro
 from jax.flatten_util import ravel_pytree
 from numpyro import handlers
 from numpyro.distributions.transforms import biject_to
 from numpyro.distributions.util import sum_rightmost
 from numpyro.infer import Predictive
+from numpyro.infer.util import constrain_fn, unconstrain_fn
 from numpyro.infer.util import log_likelihood as _numpyro_log_likelihood
-from numpyro.infer.util import unconstrain_fn
 
 __all__ = ["Bridge", "ModelInfo", "pointwise_log_likelihood", "trace_model"]
 
@@ -206,10 +207,11 @@ class Bridge:
         # Prior draws may put an observed site's parameters out of range (a NaN likelihood):
         # backends handle that, so NumPyro's argument checks must not raise here.
         with numpyro.validation_enabled(False):
-            prior = Predictive(model_fn, num_samples=1, return_sites=list(info.latent_sites))(
-                rng_key, **data
+            model = handlers.substitute(
+                handlers.seed(model_fn, rng_key), substitute_fn=_improper_value
             )
-            example = {k: v[0] for k, v in prior.items()}
+            trace = handlers.trace(model).get_trace(**data)
+            example = {k: trace[k]["value"] for k in info.latent_sites}
             flat, unravel = ravel_pytree(unconstrain_fn(model_fn, (), dict(data), example))
         return cls(model_fn, info, unravel, int(flat.shape[0]))
 
@@ -218,6 +220,15 @@ class Bridge:
         """Constrained latent values ``{site: value}`` at the flat unconstrained vector ``u``."""
         trace = self._trace(u, data)
         return {name: trace[name]["value"] for name in self.info.latent_sites}
+
+    def constrain_many(self, us, data: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Constrained latent *and deterministic* sites at each row of ``us`` (numpy arrays)."""
+
+        def one(u):
+            return constrain_fn(self.model_fn, (), data, self.unravel(u), return_deterministic=True)
+
+        sites = jax.jit(lambda us: jax.lax.map(one, us, batch_size=512))(jnp.asarray(us))
+        return {k: np.asarray(v) for k, v in sites.items()}
 
     def unconstrain(self, params: Mapping[str, Any], data: Mapping[str, Any]):
         """Flat unconstrained vector of the constrained latent values ``params``."""

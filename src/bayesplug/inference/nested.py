@@ -46,6 +46,7 @@ from ..errors import ConvergenceWarning, InterruptedRunWarning
 from ..protocols import Model, Option, RawResult, positive, positive_int
 from ._loop import run_in_chunks
 from ._numpyro_bridge import Bridge
+from .resampling import systematic_resample
 
 __all__ = ["NestedBackend", "NestedRun", "simulate_log_weights"]
 
@@ -100,11 +101,6 @@ def _logsumexp(a: np.ndarray, axis: int = 0) -> np.ndarray:
     peak = np.where(np.isfinite(peak), peak, 0.0)
     with np.errstate(divide="ignore"):
         return np.squeeze(peak, axis=axis) + np.log(np.sum(np.exp(a - peak), axis=axis))
-
-
-def _systematic_resample(weights: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
-    positions = (rng.uniform() + np.arange(size)) / size
-    return np.minimum(np.searchsorted(np.cumsum(weights), positions), len(weights) - 1)
 
 
 class NestedBackend:
@@ -475,11 +471,11 @@ def _summarise(model, data, runs, rng, num_simulations, attrs, state, interrupte
     information = float(np.sum(weights[finite] * nested.loglikelihood[finite]) - log_z)
     kish = 1.0 / np.sum(weights**2)
     num_draws = max(1, int(kish))
-    index = np.sort(_systematic_resample(weights, num_draws, rng))
+    index = np.sort(systematic_resample(weights, num_draws, rng))
 
     per_run = [
         {
-            **_constrain_points(bridge, data, points.position),
+            **bridge.constrain_many(points.position, data),
             **{k: np.full(points.position.shape[0], v) for k, v in fixed.items()},
         }
         for points, bridge, _, fixed in runs
@@ -512,17 +508,6 @@ def _summarise(model, data, runs, rng, num_simulations, attrs, state, interrupte
         state=state,
         interrupted=interrupted,
     )
-
-
-def _constrain_points(bridge, data, positions) -> dict[str, np.ndarray]:
-    """Constrained latent and deterministic sites of every point of one run."""
-    from numpyro.infer.util import constrain_fn
-
-    def constrained(u):
-        return constrain_fn(bridge.model_fn, (), data, bridge.unravel(u), return_deterministic=True)
-
-    sites = jax.jit(lambda us: jax.lax.map(constrained, us, batch_size=512))(jnp.asarray(positions))
-    return {k: np.asarray(v) for k, v in sites.items()}
 
 
 def _discrete_table(choice, labels, log_w, log_z_sims, xr, ess):

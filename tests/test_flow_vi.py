@@ -1,0 +1,181 @@
+"""Backend ``flow_vi``: flows against closed-form posteriors and evidences, k̂ in both directions."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import pytest
+
+import bayesplug as bp
+from bayesplug.errors import BayesplugError, ConvergenceWarning, InputError, InterruptedRunWarning
+from bayesplug.inference.flows import FLOWS, PlanarTransform, RadialTransform
+
+# Two independent normal means with a N(0, 5^2) prior and known, unequal noise: the posterior is
+# an axis-aligned Gaussian far from the initial point (so every family, the diagonal one too,
+# can be exact), and ln Z is closed-form.
+PRIOR_SD = 5.0
+SIGMA = np.array([0.5, 2.0])
+Y = np.array([[3.1, -2.5], [2.8, -0.4], [3.3, -3.9], [2.9, -1.6]])
+
+
+def two_means(y, sigma):
+    mu = numpyro.sample("mu", dist.Normal(0.0, PRIOR_SD).expand([2]).to_event(1))
+    numpyro.sample("y", dist.Normal(mu, sigma).to_event(1), obs=y)
+
+
+def exact_two_means():
+    n = Y.shape[0]
+    precision = 1 / PRIOR_SD**2 + n / SIGMA**2
+    mean = (Y.sum(0) / SIGMA**2) / precision
+    log_z = 0.0
+    for j in range(2):
+        cov = SIGMA[j] ** 2 * np.eye(n) + PRIOR_SD**2
+        _, logdet = np.linalg.slogdet(cov)
+        log_z += -0.5 * (Y[:, j] @ np.linalg.solve(cov, Y[:, j]) + logdet + n * np.log(2 * np.pi))
+    return mean, 1 / np.sqrt(precision), log_z
+
+
+def funnel():
+    """Neal's funnel: y ~ N(0, 3^2), x | y ~ N(0, e^y); normalised, so ln Z = 0 and KL = -ELBO."""
+    y = numpyro.sample("y", dist.Normal(0.0, 3.0))
+    x = numpyro.sample("x", dist.ImproperUniform(dist.constraints.real, (), ()))
+    numpyro.factor("x_given_y", dist.Normal(0.0, jnp.exp(y / 2)).log_prob(x))
+
+
+def fit_vi(model, data, **options):
+    options.setdefault("progress", False)
+    return bp.fit(model, data, method="flow_vi", **options)
+
+
+@pytest.mark.parametrize("flow", sorted(FLOWS))
+def test_every_flow_fits_a_gaussian_posterior_and_its_evidence(flow):
+    mean, sd, log_z = exact_two_means()
+    fit = fit_vi(two_means, {"y": Y, "sigma": SIGMA}, flow=flow, seed=0)
+    attrs = fit.idata.attrs
+    # KL(q || p) = ln Z - ELBO; the ELBO's Monte Carlo error over 4000 draws is ~0.002 here.
+    kl = log_z - attrs["elbo"]
+    assert kl < 0.01 + 3 * attrs["elbo_err"], (flow, kl)
+    est, err = fit.log_evidence
+    assert abs(est - log_z) < 3 * err + 1e-3, (flow, est, log_z, err)
+    mu = fit.idata.posterior["mu"].values.reshape(-1, 2)
+    # 4000 independent draws: the mean's MC error is sd / 63; allow 4 of them plus KL slack.
+    np.testing.assert_allclose(mu.mean(0), mean, atol=4 * sd.max() / 63 + 0.02)
+    np.testing.assert_allclose(mu.std(0), sd, rtol=0.06)
+    assert attrs["stopped_on_plateau"] == 1  # converged before the 10,000-step cap
+
+
+@pytest.mark.parametrize("flow", ["iaf", "bnaf", "nsf"])
+def test_one_dimensional_targets_work_for_families_that_need_two(flow):
+    def model(y=None):
+        mu = numpyro.sample("mu", dist.Normal(0.0, 10.0))
+        numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
+
+    fit = fit_vi(model, {"y": np.array([1.0, 2.0, 3.0])}, flow=flow, seed=1)
+    mu = fit.idata.posterior["mu"].values.ravel()
+    # exact posterior: N(6 / 3.01, 1 / 3.01)
+    assert abs(mu.mean() - 6 / 3.01) < 4 * 0.576 / np.sqrt(mu.size) + 0.02
+    assert abs(mu.std() - np.sqrt(1 / 3.01)) < 0.05
+    assert set(fit.idata.posterior.data_vars) == {"mu"}
+
+
+def test_funnel_flow_recovers_the_neck_and_the_diagonal_gaussian_is_flagged():
+    good = fit_vi(funnel, {}, flow="maf", num_steps=4000, importance=True, seed=1)
+    y = good.idata.posterior["y"].values.ravel()
+    assert abs(y.std() - 3.0) < 0.3  # within 10% (the MC error of std over 4000 draws is 0.04)
+    assert abs(y.mean()) < 0.25
+    report = good.diagnostics()
+    assert report["pareto_k"] < 0.7 and report["ok"], report
+    assert good.idata.attrs["draws_are"] == "resampled"
+    assert abs(good.log_evidence[0]) < 3 * good.log_evidence[1] + 0.02  # ln Z = 0
+
+    with pytest.warns(ConvergenceWarning, match="Do not trust this approximation"):
+        bad = fit_vi(funnel, {}, flow="diagonal", num_steps=2000, seed=1)
+    report = bad.diagnostics()
+    assert report["pareto_k"] > 0.7 and not report["ok"]
+    assert bad.idata.posterior["y"].values.std() < 2.0  # mean-field misses the neck
+
+
+def test_elbo_trace_early_stopping_and_saved_fit(tmp_path):
+    fit = fit_vi(
+        two_means, {"y": Y, "sigma": SIGMA}, flow="diagonal", num_steps=20_000, tol=0.05, seed=2
+    )
+    attrs = fit.idata.attrs
+    trace = fit.idata.sample_stats["elbo"]
+    assert trace.dims == ("step",)
+    assert attrs["stopped_on_plateau"] == 1 and attrs["num_steps_run"] < 20_000
+    assert trace.size == attrs["num_steps_run"]
+    # the trace climbs: the last window beats the first by far
+    assert float(trace[-100:].mean()) > float(trace[:100].mean()) + 10
+    path = tmp_path / "vi.nc"
+    fit.save(path)
+    again = bp.load(path, model=two_means)
+    np.testing.assert_allclose(again.idata.sample_stats["elbo"].values, trace.values)
+    assert again.log_evidence == pytest.approx(fit.log_evidence)
+
+
+def test_unknown_flow_name_lists_the_valid_ones():
+    with pytest.raises(InputError, match="Did you mean 'planar'.*'nsf'"):
+        fit_vi(two_means, {"y": Y, "sigma": SIGMA}, flow="planer")
+
+
+def test_nan_elbo_stops_and_keeps_the_last_good_state():
+    def model(y=None):
+        mu = numpyro.sample("mu", dist.Normal(0.0, 1e4))
+        numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
+        # the log density is NaN beyond 30: the optimiser walks towards y = 1000 and hits it
+        numpyro.factor("wall", jnp.where(mu > 30.0, jnp.nan, 0.0))
+
+    with pytest.warns(ConvergenceWarning, match="Lower learning_rate"):
+        fit = fit_vi(
+            model, {"y": np.array([1000.0])}, flow="diagonal", learning_rate=0.5, num_steps=3000
+        )
+    attrs = fit.idata.attrs
+    assert attrs["diverged"] == 1 and attrs["num_steps_run"] < 3000
+    mu = fit.idata.posterior["mu"].values
+    # the last good flow sits at the wall: its draws straddle 30 (those beyond get weight 0)
+    assert np.all(np.isfinite(mu)) and 25.0 < np.median(mu) < 30.5
+    assert attrs["num_nonfinite_draws"] > 0
+    assert "diverged" in " ".join(fit.diagnostics()["messages"])
+
+
+def test_nan_at_the_start_is_a_clear_error():
+    def model(y=None):
+        mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
+        numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
+        numpyro.factor("broken", jnp.nan)
+
+    with pytest.raises(BayesplugError, match="could not start"):
+        fit_vi(model, {"y": np.array([0.0])}, flow="diagonal", num_steps=200)
+
+
+def test_ctrl_c_keeps_the_flow_trained_so_far(interrupt_at_chunk):
+    interrupt_at_chunk(3)
+    with pytest.warns(InterruptedRunWarning, match="200 of 3000 steps"):
+        fit = fit_vi(two_means, {"y": Y, "sigma": SIGMA}, flow="diagonal", num_steps=3000)
+    assert fit.idata.attrs["interrupted"] == 1
+    assert fit.idata.attrs["num_steps_run"] == 200
+    assert fit.idata.posterior["mu"].shape == (1, 4000, 2)
+
+
+@pytest.mark.parametrize("layer", ["planar", "radial"])
+def test_paper_flows_log_determinant_matches_the_jacobian(layer):
+    key = jax.random.split(jax.random.PRNGKey(3), 4)
+    dim = 3
+    if layer == "planar":
+        # u nearly anti-parallel to w: the invertibility fix must keep w.u_hat >= -1
+        w = jax.random.normal(key[0], (dim,))
+        transform = PlanarTransform(-3.0 * w, w, jnp.array(0.3))
+        assert float(jnp.dot(w, transform._u_hat())) >= -1.0
+    else:
+        transform = RadialTransform(
+            jax.random.normal(key[0], (dim,)), jnp.array(0.2), jnp.array(-1.5)
+        )
+    for x in jax.random.normal(key[1], (5, dim)):
+        jac = jax.jacfwd(transform)(x)
+        _, expected = jnp.linalg.slogdet(jac)
+        _, log_det = transform.call_with_intermediates(x)
+        assert float(log_det) == pytest.approx(float(expected), abs=1e-4)
+        assert float(transform.log_abs_det_jacobian(x, None)) == pytest.approx(float(log_det))
