@@ -76,7 +76,7 @@ class FlowVIBackend:
     name: ClassVar[str] = "flow_vi"
     requires: ClassVar[frozenset[str]] = frozenset({"continuous"})
     options: ClassVar[Mapping[str, Option]] = {
-        "flow": Option("nsf", (str,), "variational family: " + ", ".join(FLOWS), one_of(FLOWS)),
+        "flow": Option("maf", (str,), "variational family: " + ", ".join(FLOWS), one_of(FLOWS)),
         "num_flows": Option(
             None,
             (int, type(None)),
@@ -119,7 +119,7 @@ class FlowVIBackend:
         rng_key,
         *,
         progress: bool = False,
-        flow: str = "nsf",
+        flow: str = "maf",
         num_flows: int | None = None,
         num_steps: int = 10_000,
         learning_rate: float = 1e-2,

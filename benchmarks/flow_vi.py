@@ -1,0 +1,210 @@
+"""Normalizing-flow VI: every ``flow_vi`` family against exact answers and against NUTS.
+
+Problems:
+
+* ``funnel-2`` / ``funnel-10``: Neal's funnel, y ~ N(0, 3^2), x_i | y ~ N(0, e^y) (D - 1 of them).
+  Normalised, so ln Z = 0 and KL(q || p) = -ELBO; exact std(y) = 3, std(x_i) = e^(9/4) = 9.49.
+* ``banana``: Haario's banana, z1 ~ N(0, 10^2), z2 | z1 ~ N(0.1 (z1^2 - 100), 1); ln Z = 0, exact
+  std(z1) = 10, std(z2) = sqrt(1 + 0.01 * 2 * 100^2) = 14.18, both means 0.
+* ``eight-schools``: the centred parametrisation (the hard one); reference: a long NUTS run on the
+  non-centred parametrisation (same posterior, no divergences).
+* ``gp-cc``: hyperparameter posterior of the ``gp`` model (RBF kernel) on the cosmic chronometers;
+  reference: a long NUTS run.
+
+Columns: KL = ln Z - ELBO where ln Z is known (ELBO from 4,000 draws), Pareto k-hat, the largest
+error of a posterior mean (in posterior standard deviations) and of a posterior std (relative),
+over all coordinates, from the importance-resampled draws (``importance=True``); wall time split
+into set-up + compilation and the rest (training + drawing; for NUTS: sampling). NUTS runs
+4 chains x 1,000 draws after 1,000 warmup steps with target_accept 0.9 and reports its divergences.
+``iaf`` and ``bnaf`` are NumPyro's own ``AutoIAFNormal`` / ``AutoBNAFNormal`` under the same
+training loop.
+
+Run: python benchmarks/flow_vi.py [--problems funnel-2,banana] [--flows maf,iaf]
+(about 15 minutes on 2 CPU cores for everything)
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+
+import bayesplug as bp
+from bayesplug.inference.flows import FLOWS
+
+FLOW_ORDER = ["maf", "nsf", "iaf", "bnaf", "planar", "radial", "full_rank", "diagonal"]
+
+
+def funnel(d):
+    def model():
+        y = numpyro.sample("y", dist.Normal(0.0, 3.0))
+        x = numpyro.sample("x", dist.ImproperUniform(dist.constraints.real_vector, (), (d - 1,)))
+        numpyro.factor("x_given_y", dist.Normal(0.0, jnp.exp(y / 2)).to_event(1).log_prob(x))
+
+    sd_x = np.exp(9 / 4)
+    exact = {"y": (np.zeros(1), np.full(1, 3.0)), "x": (np.zeros(d - 1), np.full(d - 1, sd_x))}
+    return model, {}, 0.0, exact
+
+
+def banana():
+    def model():
+        z1 = numpyro.sample("z1", dist.Normal(0.0, 10.0))
+        z2 = numpyro.sample("z2", dist.ImproperUniform(dist.constraints.real, (), ()))
+        numpyro.factor("z2_given_z1", dist.Normal(0.1 * (z1**2 - 100.0), 1.0).log_prob(z2))
+
+    exact = {
+        "z1": (np.zeros(1), np.full(1, 10.0)),
+        "z2": (np.zeros(1), np.full(1, np.sqrt(1 + 0.01 * 2 * 100.0**2))),
+    }
+    return model, {}, 0.0, exact
+
+
+SCHOOLS_Y = np.array([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0])
+SCHOOLS_SIGMA = np.array([15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0])
+
+
+def schools_centred(y, sigma):
+    mu = numpyro.sample("mu", dist.Normal(0.0, 5.0))
+    tau = numpyro.sample("tau", dist.HalfCauchy(5.0))
+    with numpyro.plate("school", 8):
+        theta = numpyro.sample("theta", dist.Normal(mu, tau))
+        numpyro.sample("y", dist.Normal(theta, sigma), obs=y)
+
+
+def schools_noncentred(y, sigma):
+    mu = numpyro.sample("mu", dist.Normal(0.0, 5.0))
+    tau = numpyro.sample("tau", dist.HalfCauchy(5.0))
+    with numpyro.plate("school", 8):
+        eta = numpyro.sample("eta", dist.Normal(0.0, 1.0))
+        theta = numpyro.deterministic("theta", mu + tau * eta)
+        numpyro.sample("y", dist.Normal(theta, sigma), obs=y)
+
+
+def nuts_reference(model, data, sites, num_samples=25_000):
+    fit = bp.fit(
+        model,
+        data,
+        method="nuts",
+        num_warmup=2000,
+        num_samples=num_samples,
+        num_chains=4,
+        target_accept=0.95,
+        progress=False,
+        seed=123,
+    )
+    post = fit.idata.posterior
+    return {
+        s: (
+            np.atleast_1d(post[s].mean(("chain", "draw")).values),
+            np.atleast_1d(post[s].std(("chain", "draw")).values),
+        )
+        for s in sites
+    }
+
+
+def eight_schools():
+    data = {"y": SCHOOLS_Y, "sigma": SCHOOLS_SIGMA}
+    exact = nuts_reference(schools_noncentred, data, ["mu", "tau", "theta"])
+    return schools_centred, data, None, exact
+
+
+def gp_cc():
+    model = bp.models.GP(kernel="rbf")
+    data = bp.datasets.load("cosmic_chronometers")
+    probe = bp.fit(
+        model, data, method="nuts", num_warmup=50, num_samples=10, num_chains=1, progress=False
+    )
+    sites = list(probe.idata.posterior.data_vars)
+    exact = nuts_reference(model, data, sites, num_samples=10_000)
+    return model, data, None, exact
+
+
+PROBLEMS = {
+    "funnel-2": lambda: funnel(2),
+    "funnel-10": lambda: funnel(10),
+    "banana": banana,
+    "eight-schools": eight_schools,
+    "gp-cc": gp_cc,
+}
+
+
+def errors(posterior, exact):
+    mean_err, std_err = 0.0, 0.0
+    for site, (mean, sd) in exact.items():
+        draws = posterior[site].values.reshape(-1, mean.size)
+        mean_err = max(mean_err, float(np.max(np.abs(draws.mean(0) - mean) / sd)))
+        std_err = max(std_err, float(np.max(np.abs(draws.std(0) / sd - 1))))
+    return mean_err, std_err
+
+
+def run_flow(model, data, log_z, exact, flow):
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = bp.fit(
+            model, data, method="flow_vi", flow=flow, importance=True, progress=False, seed=0
+        )
+    wall = time.perf_counter() - start
+    a = fit.idata.attrs
+    run = a["training_time"] + a["drawing_time"]
+    kl = f"{log_z - a['elbo']:.3f}" if log_z is not None else "n/a"
+    mean_err, std_err = errors(fit.idata.posterior, exact)
+    return (
+        f"{kl} | {a['pareto_k']:.2f} | {mean_err:.3f} | {std_err:+.1%} | "
+        f"{a['num_steps_run']} | {wall - run:.1f} | {run:.1f}"
+    )
+
+
+def run_nuts(model, data, exact):
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = bp.fit(
+            model, data, method="nuts", target_accept=0.9, num_warmup=1000, progress=False, seed=0
+        )
+    wall = time.perf_counter() - start
+    a = fit.idata.attrs
+    mean_err, std_err = errors(fit.idata.posterior, exact)
+    divergences = int(fit.idata.sample_stats["diverging"].sum())
+    return (
+        f"n/a | n/a | {mean_err:.3f} | {std_err:+.1%} | {divergences} divergences | "
+        f"{wall - a['sampling_time']:.1f} | {a['sampling_time']:.1f}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--problems", default=",".join(PROBLEMS))
+    parser.add_argument("--flows", default=",".join(FLOW_ORDER))
+    args = parser.parse_args()
+    flows = [f for f in args.flows.split(",") if f]
+    unknown = set(flows) - set(FLOWS)
+    if unknown:
+        raise SystemExit(f"unknown flows {sorted(unknown)}; known: {sorted(FLOWS)}")
+    print(
+        f"# {time.strftime('%Y-%m-%d')}, {platform.machine()}, jax {jax.__version__}, "
+        f"{jax.devices()[0].platform}",
+        flush=True,
+    )
+    print(
+        "| problem | method | KL (nats) | k-hat | mean error (sd) | std error | steps "
+        "| set-up + compile (s) | run (s) |",
+        flush=True,
+    )
+    print("|" + "---|" * 9, flush=True)
+    for name in args.problems.split(","):
+        model, data, log_z, exact = PROBLEMS[name]()
+        for flow in flows:
+            print(f"| {name} | {flow} | {run_flow(model, data, log_z, exact, flow)} |", flush=True)
+        print(f"| {name} | NUTS | {run_nuts(model, data, exact)} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
