@@ -3,7 +3,8 @@
 Problems:
 
 * ``funnel-2`` / ``funnel-10``: Neal's funnel, y ~ N(0, 3^2), x_i | y ~ N(0, e^y) (D - 1 of them).
-  Normalised, so ln Z = 0 and KL(q || p) = -ELBO; exact std(y) = 3, std(x_i) = e^(9/4) = 9.49.
+  Normalised, so ln Z = 0 and KL(q || p) = -ELBO; errors are scored on y (exact mean 0, std 3):
+  x's marginal is too heavy-tailed for a sample std to mean anything.
 * ``banana``: Haario's banana, z1 ~ N(0, 10^2), z2 | z1 ~ N(0.1 (z1^2 - 100), 1); ln Z = 0, exact
   std(z1) = 10, std(z2) = sqrt(1 + 0.01 * 2 * 100^2) = 14.18, both means 0.
 * ``eight-schools``: the centred parametrisation (the hard one); reference: a long NUTS run on the
@@ -46,11 +47,11 @@ def funnel(d):
     def model():
         y = numpyro.sample("y", dist.Normal(0.0, 3.0))
         x = numpyro.sample("x", dist.ImproperUniform(dist.constraints.real_vector, (), (d - 1,)))
-        numpyro.factor("x_given_y", dist.Normal(0.0, jnp.exp(y / 2)).to_event(1).log_prob(x))
+        scale = jnp.exp(y / 2)
+        numpyro.factor("x_given_y", dist.Normal(0.0, scale).expand([d - 1]).to_event(1).log_prob(x))
 
-    sd_x = np.exp(9 / 4)
-    exact = {"y": (np.zeros(1), np.full(1, 3.0)), "x": (np.zeros(d - 1), np.full(d - 1, sd_x))}
-    return model, {}, 0.0, exact
+    # x's marginal is so heavy-tailed (E x^4 = 3 e^18) that its sample std says nothing: y only.
+    return model, {}, 0.0, {"y": (np.zeros(1), np.full(1, 3.0))}
 
 
 def banana():

@@ -22,7 +22,8 @@ After training, ``num_draws`` draws from the flow are weighted by ``w = p(y, v) 
 Plateaus lower the learning rate (optax's ``reduce_on_plateau``: the ELBO averaged over windows
 of 100 steps has not gained ``tol`` nats for ``patience`` windows, and the rate is cut by 0.3);
 training stops at ``num_steps``, or once plateaus have cut the rate below 1/100 of its start.
-A NaN ELBO stops the run and keeps the last good state, with a warning that says what to change.
+A step with a NaN ELBO is skipped; ten in a row stop the run at the last good state, with a
+warning that says what to change.
 
 Examples
 --------
@@ -41,6 +42,7 @@ True
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -61,7 +63,8 @@ __all__ = ["FlowVIBackend"]
 WINDOW = 100  # steps per chunk, and per window of the plateau rule
 PLATEAU_FACTOR = 0.3  # learning-rate cut on a plateau
 STOP_SCALE = 0.01  # stop once plateaus have cut the learning rate below 1/100 of its start
-DEFAULT_NUM_FLOWS = {"planar": 16, "radial": 16, "iaf": 3, "bnaf": 1, "maf": 4, "nsf": 4}
+MAX_SKIPS = 10  # consecutive non-finite steps that count as divergence
+DEFAULT_NUM_FLOWS = {"planar": 16, "radial": 16, "iaf": 3, "bnaf": 1, "maf": 8, "nsf": 4}
 SCHEDULES = ("constant", "cosine", "exponential")
 
 
@@ -80,7 +83,7 @@ class FlowVIBackend:
         "num_flows": Option(
             None,
             (int, type(None)),
-            "flow layers (default: planar/radial 16, iaf 3, bnaf 1, maf 4, nsf 4)",
+            "flow layers (default: planar/radial 16, iaf 3, bnaf 1, maf 8, nsf 4)",
             positive_int,
         ),
         "num_steps": Option(10_000, (int,), "optimisation steps (at most)", positive_int),
@@ -134,8 +137,6 @@ class FlowVIBackend:
         max_time: float | None = None,
     ) -> RawResult:
         """Fit the flow, draw from it and weigh the draws against the posterior."""
-        import time
-
         import numpyro
         import numpyro.distributions as dist
         from numpyro import handlers
@@ -186,24 +187,28 @@ class FlowVIBackend:
         num_chunks = math.ceil(num_steps / steps_per_chunk)
 
         def advance(carry, data):
+            # A step whose ELBO or new parameters are not finite is skipped (a rare draw in a
+            # tail can do that); MAX_SKIPS in a row means the optimisation has diverged.
             def step(carry, _):
-                state, bad = carry
+                state, streak = carry
                 new_state, loss = svi.update(state, data)
                 finite = jnp.isfinite(loss) & _all_finite(svi.get_params(new_state))
-                ok = ~bad & finite
+                ok = (streak < MAX_SKIPS) & finite
                 state = jax.tree.map(lambda n, o: jnp.where(ok, n, o), new_state, state)
-                return (state, bad | ~finite), jnp.where(ok, -loss, jnp.nan)
+                state = state._replace(rng_key=new_state.rng_key)  # a retry draws afresh
+                streak = jnp.where(ok, 0, jnp.minimum(streak + 1, MAX_SKIPS))
+                return (state, streak), jnp.where(ok, -loss, jnp.nan)
 
             carry, elbo = jax.lax.scan(step, carry, None, length=steps_per_chunk)
             return carry, (elbo, _plateau_scale(carry[0], tol))
 
-        carry = (state, jnp.zeros((), bool))
+        carry = (state, jnp.zeros((), jnp.int32))
         compile_start = time.perf_counter()
         compiled = jax.jit(advance).lower(carry, data).compile()
         compile_time = time.perf_counter() - compile_start
 
         def done(carry, out) -> bool:
-            return bool(carry[1]) or float(out[1]) < STOP_SCALE
+            return int(carry[1]) >= MAX_SKIPS or float(out[1]) < STOP_SCALE
 
         run = run_in_chunks(
             lambda c: compiled(c, data),
@@ -220,7 +225,8 @@ class FlowVIBackend:
             done=done,
             total_steps=num_steps,
         )
-        state, bad = run.state
+        state, streak = run.state
+        bad = int(streak) >= MAX_SKIPS
         elbo_trace = np.concatenate([np.asarray(o[0]) for o in run.outputs]) if run.outputs else []
         elbo_trace = np.asarray(elbo_trace, dtype=float)
         attrs: dict[str, Any] = {
@@ -229,13 +235,15 @@ class FlowVIBackend:
             "compile_time": compile_time,
             "training_time": run.seconds,
             "num_steps_run": int(np.sum(np.isfinite(elbo_trace))),
+            "skipped_steps": int(np.sum(~np.isfinite(elbo_trace))) - (MAX_SKIPS if bad else 0),
             "stopped_on_plateau": int(
-                not bool(bad) and bool(run.outputs) and float(run.outputs[-1][1]) < STOP_SCALE
+                not bad and bool(run.outputs) and float(run.outputs[-1][1]) < STOP_SCALE
             ),
-            "diverged": int(bool(bad)),
+            "diverged": int(bad),
         }
-        if bool(bad):
-            last_good = int(np.argmax(~np.isfinite(elbo_trace)))
+        if bad:
+            finite_steps = np.flatnonzero(np.isfinite(elbo_trace))
+            last_good = int(finite_steps[-1]) + 1 if finite_steps.size else 0
             if last_good == 0:
                 raise BayesplugError(
                     f"flow_vi could not start: the ELBO of the initial {flow!r} flow is NaN or "
@@ -244,7 +252,7 @@ class FlowVIBackend:
                     "model's log density at its prior median."
                 )
             warnings.warn(
-                f"The ELBO became NaN at step {last_good + 1}: the optimisation diverged. "
+                f"The ELBO became NaN from step {last_good + 1} on: the optimisation diverged. "
                 f"Keeping the last good state (step {last_good}). Lower learning_rate (now "
                 f"{learning_rate:g}, try {learning_rate / 3:.2g}) or init_scale (now "
                 f"{init_scale:g}).",
@@ -261,7 +269,8 @@ class FlowVIBackend:
 
         draw_start = time.perf_counter()
         params = svi.get_params(state)
-        v, log_q, log_p = _draw(guide, log_joint, params, data, draw_key, num_draws)
+        v, log_q, log_p, draw_compile = _draw(guide, log_joint, params, data, draw_key, num_draws)
+        attrs["compile_time"] += draw_compile
         us = jnp.asarray(u0) + jnp.asarray(v[:, :dim])
         samples = bridge.constrain_many(us, data)
         weights = _Weights(log_p, log_q)
@@ -271,7 +280,7 @@ class FlowVIBackend:
             rng = np.random.default_rng(np.asarray(jax.random.key_data(draw_key)).ravel())
             order = np.sort(systematic_resample(weights.smoothed, num_draws, rng))
         attrs["draws_are"] = "resampled" if importance else "independent"
-        attrs["drawing_time"] = time.perf_counter() - draw_start
+        attrs["drawing_time"] = time.perf_counter() - draw_start - draw_compile
         import xarray as xr
 
         return RawResult(
@@ -350,8 +359,11 @@ def _draw(guide, log_joint, params, data, key, num_draws):
         return v, log_q, log_joint(v, data)
 
     keys = jax.random.split(key, num_draws)
-    v, log_q, log_p = jax.jit(lambda ks: jax.lax.map(one, ks, batch_size=512))(keys)
-    return np.asarray(v), np.asarray(log_q, float), np.asarray(log_p, float)
+    start = time.perf_counter()
+    compiled = jax.jit(lambda ks: jax.lax.map(one, ks, batch_size=512)).lower(keys).compile()
+    compile_time = time.perf_counter() - start
+    v, log_q, log_p = compiled(keys)
+    return np.asarray(v), np.asarray(log_q, float), np.asarray(log_p, float), compile_time
 
 
 class _Weights:
