@@ -52,6 +52,9 @@ _BUILTIN_BACKENDS: dict[str, str] = {
     "nuts": "bayesplug.inference.nuts:NUTSBackend",
     "nested": "bayesplug.inference.nested:NestedBackend",
     "flow_vi": "bayesplug.inference.flow_vi:FlowVIBackend",
+    "sgld": "bayesplug.inference.sgmcmc:SGLDBackend",
+    "sghmc": "bayesplug.inference.sgmcmc:SGHMCBackend",
+    "structured_sgmcmc": "bayesplug.inference.sgmcmc:StructuredSGMCMCBackend",
 }
 _REGISTERED: dict[str, dict[str, Any]] = {MODEL_GROUP: {}, BACKEND_GROUP: {}}
 

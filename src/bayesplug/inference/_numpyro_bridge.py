@@ -71,6 +71,9 @@ class ModelInfo:
         Latent sites whose prior is improper (``ImproperUniform``), which rules out prior draws.
     shapes
         Shape of every site's value.
+    data_plate_size
+        N when every observed site's leading axis is a ``numpyro.plate`` of size N (the
+        likelihood factorises over N data, so mini-batches can estimate it), else None.
     """
 
     latent_sites: tuple[str, ...]
@@ -80,6 +83,7 @@ class ModelInfo:
     discrete_sites: tuple[str, ...]
     improper_sites: tuple[str, ...]
     shapes: dict[str, tuple[int, ...]]
+    data_plate_size: int | None = None
 
 
 def _base_distribution(fn):
@@ -123,7 +127,7 @@ def _improper_value(site: dict):
 
 def _classify(trace) -> ModelInfo:
     latent, observed, factors, deterministic, discrete, improper = [], [], [], [], [], []
-    shapes = {}
+    shapes, plate_sizes = {}, set()
     for name, site in trace.items():
         if site["type"] == "deterministic":
             deterministic.append(name)
@@ -133,6 +137,8 @@ def _classify(trace) -> ModelInfo:
             if site["is_observed"]:
                 is_factor = isinstance(site["fn"], numpyro.distributions.distribution.Unit)
                 (factors if is_factor else observed).append(name)
+                if not is_factor:
+                    plate_sizes.add(_leading_plate_size(site))
                 continue
             latent.append(name)
             if site["fn"].is_discrete:
@@ -147,7 +153,19 @@ def _classify(trace) -> ModelInfo:
         tuple(discrete),
         tuple(improper),
         shapes,
+        plate_sizes.pop() if len(plate_sizes) == 1 and not factors else None,
     )
+
+
+def _leading_plate_size(site: dict) -> int | None:
+    """Size of the plate over the observed value's leading axis (None if there is none)."""
+    batch_ndim = len(jnp.shape(site["value"])) - site["fn"].event_dim
+    if batch_ndim < 1:
+        return None
+    for frame in site["cond_indep_stack"]:
+        if frame.dim == -batch_ndim and frame.size == jnp.shape(site["value"])[0]:
+            return int(frame.size)
+    return None
 
 
 def _reparametrise_from_unconstrained(params: Mapping[str, Any], site: dict):
@@ -276,6 +294,23 @@ class Bridge:
         """Log joint density (= minus NumPyro's potential energy)."""
         log_prior, log_likelihood = self.split_log_density(u, data)
         return log_prior + log_likelihood
+
+    def initial_point(self, rng_key, data: Mapping[str, Any]):
+        """A starting point: the prior median of ``u`` (else the best of 200 prior draws; else 0).
+
+        Models with improper priors have no prior draws and start at the origin.
+        """
+        zero = jnp.zeros(self.dim)
+        try:
+            draws = self.sample_prior(rng_key, 200, data)
+        except NotImplementedError:  # improper priors cannot be sampled
+            return zero
+        median = jnp.median(draws, axis=0)
+        if jnp.isfinite(self.log_density(median, data)):
+            return median
+        values = jax.vmap(lambda u: self.log_density(u, data))(draws)
+        values = jnp.where(jnp.isfinite(values), values, -jnp.inf)
+        return draws[jnp.argmax(values)] if jnp.isfinite(jnp.max(values)) else zero
 
     # --- prior draws ------------------------------------------------------------------------
     def sample_prior(self, rng_key, num_samples: int, data: Mapping[str, Any]):

@@ -19,6 +19,10 @@ After training, ``num_draws`` draws from the flow are weighted by ``w = p(y, v) 
   ``bp.compare`` can rank variational fits by evidence; the ELBO (a lower bound on ln Z) is in
   ``attrs``, the ELBO trace in ``sample_stats["elbo"]`` (dimension ``step``).
 
+By default (``warm_start=True``) a diagonal Gaussian is fitted first and the flow is trained on
+the coordinates it standardises (``u = m + s ⊙ w``, the Jacobian included), so the flow's layers
+see a posterior of about unit scale whatever the model's units.
+
 Plateaus lower the learning rate (optax's ``reduce_on_plateau``: the ELBO averaged over windows
 of 100 steps has not gained ``tol`` nats for ``patience`` windows, and the rate is cut by 0.3);
 training stops at ``num_steps``, or once plateaus have cut the rate below 1/100 of its start.
@@ -45,6 +49,7 @@ import math
 import time
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import jax
@@ -112,6 +117,9 @@ class FlowVIBackend:
         "importance": Option(
             False, (bool,), "resample the draws by their Pareto-smoothed importance weights"
         ),
+        "warm_start": Option(
+            True, (bool,), "fit a diagonal Gaussian first and standardise the flow's coordinates"
+        ),
         "max_time": Option(None, (float, int, type(None)), "wall-clock limit in seconds"),
     }
 
@@ -134,113 +142,79 @@ class FlowVIBackend:
         patience: int = 10,
         num_draws: int = 4000,
         importance: bool = False,
+        warm_start: bool = True,
         max_time: float | None = None,
     ) -> RawResult:
         """Fit the flow, draw from it and weigh the draws against the posterior."""
-        import numpyro
-        import numpyro.distributions as dist
-        from numpyro import handlers
-        from numpyro.distributions import constraints
-        from numpyro.infer import SVI, Trace_ELBO
-        from numpyro.optim import optax_to_numpyro
-
         data = dict(data)
         bridge = Bridge.from_model(model.model, data)
         dim = bridge.dim
         pad = int(dim == 1 and flow in NEEDS_TWO_DIMS)
         num_flows = num_flows or DEFAULT_NUM_FLOWS.get(flow, 1)
-        init_key, guide_key, svi_key, draw_key = jax.random.split(rng_key, 4)
-        u0 = _initial_point(bridge, data, init_key)
-
-        @jax.jit  # compiled once: SVI.init and the autoguides' set-up call it eagerly
-        def log_joint(v, data):
-            value = bridge.log_density(u0 + v[:dim], data)
-            if pad:
-                value = value - 0.5 * v[dim] ** 2 - 0.5 * math.log(2 * math.pi)
-            return value
-
-        def target(data):
-            shape = (dim + pad,)
-            v = numpyro.sample(SITE, dist.ImproperUniform(constraints.real_vector, (), shape))
-            with handlers.block():  # the model's own sites must not leak into this trace
-                value = log_joint(v, data)
-            numpyro.factor("log_joint", value)
-
-        guide = make_guide(flow, target, dim + pad, num_flows, init_scale, guide_key)
-        tx = optimizer or _adam(learning_rate, schedule, num_steps)
-        if tol is not None:
-            import optax
-
-            plateau = optax.contrib.reduce_on_plateau(
-                factor=PLATEAU_FACTOR,
-                patience=patience,
-                atol=tol,
-                rtol=0.0,
-                accumulation_size=WINDOW,
-                min_scale=STOP_SCALE * PLATEAU_FACTOR,
+        init_key, warm_key, main_key, draw_key = jax.random.split(rng_key, 4)
+        u0 = bridge.initial_point(init_key, data)
+        settings = {
+            "learning_rate": learning_rate,
+            "schedule": schedule,
+            "optimizer": optimizer,
+            "num_particles": num_particles,
+            "tol": tol,
+            "patience": patience,
+            "max_time": max_time,
+            "progress": progress,
+        }
+        shift, scale = u0, jnp.ones(dim)
+        attrs: dict[str, Any] = {"flow": flow, "num_flows": num_flows, "warm_start_steps": 0}
+        if warm_start and flow != "diagonal":
+            # Standardise the coordinates with a diagonal Gaussian fitted first: the flow then
+            # works where the posterior is about N(0, I), whatever the model's scales.
+            first = _train(
+                bridge,
+                data,
+                "diagonal",
+                1,
+                shift,
+                scale,
+                0,
+                init_scale,
+                warm_key,
+                num_steps,
+                settings,
             )
-            tx = optax.chain(tx, plateau)
-        svi = SVI(target, guide, optax_to_numpyro(tx), Trace_ELBO(num_particles=num_particles))
-        state = svi.init(svi_key, data)
-
-        steps_per_chunk = min(WINDOW, num_steps)
-        num_chunks = math.ceil(num_steps / steps_per_chunk)
-
-        def advance(carry, data):
-            # A step whose ELBO or new parameters are not finite is skipped (a rare draw in a
-            # tail can do that); MAX_SKIPS in a row means the optimisation has diverged.
-            def step(carry, _):
-                state, streak = carry
-                new_state, loss = svi.update(state, data)
-                finite = jnp.isfinite(loss) & _all_finite(svi.get_params(new_state))
-                ok = (streak < MAX_SKIPS) & finite
-                state = jax.tree.map(lambda n, o: jnp.where(ok, n, o), new_state, state)
-                state = state._replace(rng_key=new_state.rng_key)  # a retry draws afresh
-                streak = jnp.where(ok, 0, jnp.minimum(streak + 1, MAX_SKIPS))
-                return (state, streak), jnp.where(ok, -loss, jnp.nan)
-
-            carry, elbo = jax.lax.scan(step, carry, None, length=steps_per_chunk)
-            return carry, (elbo, _plateau_scale(carry[0], tol))
-
-        carry = (state, jnp.zeros((), jnp.int32))
-        compile_start = time.perf_counter()
-        compiled = jax.jit(advance).lower(carry, data).compile()
-        compile_time = time.perf_counter() - compile_start
-
-        def done(carry, out) -> bool:
-            return int(carry[1]) >= MAX_SKIPS or float(out[1]) < STOP_SCALE
-
-        run = run_in_chunks(
-            lambda c: compiled(c, data),
-            carry,
-            num_chunks=num_chunks,
-            steps_per_chunk=steps_per_chunk,
-            progress=progress,
-            description=f"flow_vi ({flow})",
-            postfix=lambda c, out: {
-                "elbo": f"{np.nanmean(np.asarray(out[0])):.3f}",
-                "lr": f"{learning_rate * float(out[1]):.2g}",
-            },
-            max_time=max_time,
-            done=done,
-            total_steps=num_steps,
+            attrs["warm_start_steps"] = first.steps
+            attrs["compile_time_warm_start"] = first.compile_time
+            if first.run.interrupted:
+                raise KeyboardInterrupt(
+                    f"flow_vi stopped during its warm start ({first.run.reason}): nothing to keep."
+                )
+            params = first.svi.get_params(first.state)
+            shift, scale = shift + params["loc"], params["scale"]
+            init_scale = 1.0
+        stage = _train(
+            bridge,
+            data,
+            flow,
+            num_flows,
+            shift,
+            scale,
+            pad,
+            init_scale,
+            main_key,
+            num_steps,
+            settings,
         )
-        state, streak = run.state
-        bad = int(streak) >= MAX_SKIPS
-        elbo_trace = np.concatenate([np.asarray(o[0]) for o in run.outputs]) if run.outputs else []
-        elbo_trace = np.asarray(elbo_trace, dtype=float)
-        attrs: dict[str, Any] = {
-            "flow": flow,
-            "num_flows": num_flows,
-            "compile_time": compile_time,
-            "training_time": run.seconds,
-            "num_steps_run": int(np.sum(np.isfinite(elbo_trace))),
-            "skipped_steps": int(np.sum(~np.isfinite(elbo_trace))) - (MAX_SKIPS if bad else 0),
-            "stopped_on_plateau": int(
+        run, state, elbo_trace = stage.run, stage.state, stage.elbo
+        bad = stage.diverged
+        attrs.update(
+            compile_time=stage.compile_time + attrs.pop("compile_time_warm_start", 0.0),
+            training_time=run.seconds,
+            num_steps_run=stage.steps,
+            skipped_steps=int(np.sum(~np.isfinite(elbo_trace))) - (MAX_SKIPS if bad else 0),
+            stopped_on_plateau=int(
                 not bad and bool(run.outputs) and float(run.outputs[-1][1]) < STOP_SCALE
             ),
-            "diverged": int(bad),
-        }
+            diverged=int(bad),
+        )
         if bad:
             finite_steps = np.flatnonzero(np.isfinite(elbo_trace))
             last_good = int(finite_steps[-1]) + 1 if finite_steps.size else 0
@@ -268,10 +242,12 @@ class FlowVIBackend:
             )
 
         draw_start = time.perf_counter()
-        params = svi.get_params(state)
-        v, log_q, log_p, draw_compile = _draw(guide, log_joint, params, data, draw_key, num_draws)
+        params = stage.svi.get_params(state)
+        v, log_q, log_p, draw_compile = _draw(
+            stage.guide, stage.log_joint, params, data, draw_key, num_draws
+        )
         attrs["compile_time"] += draw_compile
-        us = jnp.asarray(u0) + jnp.asarray(v[:, :dim])
+        us = shift + scale * jnp.asarray(v[:, :dim])
         samples = bridge.constrain_many(us, data)
         weights = _Weights(log_p, log_q)
         attrs.update(weights.attrs)
@@ -296,6 +272,127 @@ class FlowVIBackend:
             state=state,
             interrupted=run.interrupted,
         )
+
+
+@dataclass
+class _Stage:
+    """One SVI training run (the warm start or the flow itself)."""
+
+    svi: Any
+    guide: Any
+    log_joint: Any
+    state: Any
+    run: Any
+    elbo: np.ndarray
+    compile_time: float
+    steps: int
+    diverged: bool
+
+
+def _train(
+    bridge, data, flow, num_flows, shift, scale, pad, init_scale, key, num_steps, settings
+) -> _Stage:
+    """Fit ``flow`` to the posterior of ``w``, where ``u = shift + scale * w`` (plus padding)."""
+    import numpyro
+    import numpyro.distributions as dist
+    import optax
+    from numpyro import handlers
+    from numpyro.distributions import constraints
+    from numpyro.infer import SVI, Trace_ELBO
+    from numpyro.optim import optax_to_numpyro
+
+    dim = bridge.dim
+    log_det = jnp.sum(jnp.log(scale))
+    guide_key, svi_key = jax.random.split(key)
+
+    @jax.jit  # compiled once: SVI.init and the autoguides' set-up call it eagerly
+    def log_joint(w, data):
+        value = bridge.log_density(shift + scale * w[:dim], data) + log_det
+        if pad:
+            value = value - 0.5 * w[dim] ** 2 - 0.5 * math.log(2 * math.pi)
+        return value
+
+    def target(data):
+        shape = (dim + pad,)
+        w = numpyro.sample(SITE, dist.ImproperUniform(constraints.real_vector, (), shape))
+        with handlers.block():  # the model's own sites must not leak into this trace
+            value = log_joint(w, data)
+        numpyro.factor("log_joint", value)
+
+    guide = make_guide(flow, target, dim + pad, num_flows, init_scale, guide_key)
+    tol, patience = settings["tol"], settings["patience"]
+    tx = settings["optimizer"] or _adam(settings["learning_rate"], settings["schedule"], num_steps)
+    if tol is not None:
+        plateau = optax.contrib.reduce_on_plateau(
+            factor=PLATEAU_FACTOR,
+            patience=patience,
+            atol=tol,
+            rtol=0.0,
+            accumulation_size=WINDOW,
+            min_scale=STOP_SCALE * PLATEAU_FACTOR,
+        )
+        tx = optax.chain(tx, plateau)
+    num_particles = settings["num_particles"]
+    svi = SVI(target, guide, optax_to_numpyro(tx), Trace_ELBO(num_particles=num_particles))
+    state = svi.init(svi_key, data)
+
+    steps_per_chunk = min(WINDOW, num_steps)
+    num_chunks = math.ceil(num_steps / steps_per_chunk)
+
+    def advance(carry, data):
+        # A step whose ELBO or new parameters are not finite is skipped (a rare draw in a tail
+        # can do that); MAX_SKIPS in a row means the optimisation has diverged.
+        def step(carry, _):
+            state, streak = carry
+            new_state, loss = svi.update(state, data)
+            finite = jnp.isfinite(loss) & _all_finite(svi.get_params(new_state))
+            ok = (streak < MAX_SKIPS) & finite
+            state = jax.tree.map(lambda n, o: jnp.where(ok, n, o), new_state, state)
+            state = state._replace(rng_key=new_state.rng_key)  # a retry draws afresh
+            streak = jnp.where(ok, 0, jnp.minimum(streak + 1, MAX_SKIPS))
+            return (state, streak), jnp.where(ok, -loss, jnp.nan)
+
+        carry, elbo = jax.lax.scan(step, carry, None, length=steps_per_chunk)
+        return carry, (elbo, _plateau_scale(carry[0], tol))
+
+    carry = (state, jnp.zeros((), jnp.int32))
+    compile_start = time.perf_counter()
+    compiled = jax.jit(advance).lower(carry, data).compile()
+    compile_time = time.perf_counter() - compile_start
+
+    def done(carry, out) -> bool:
+        return int(carry[1]) >= MAX_SKIPS or float(out[1]) < STOP_SCALE
+
+    learning_rate = settings["learning_rate"]
+    run = run_in_chunks(
+        lambda c: compiled(c, data),
+        carry,
+        num_chunks=num_chunks,
+        steps_per_chunk=steps_per_chunk,
+        progress=settings["progress"],
+        description=f"flow_vi ({flow})",
+        postfix=lambda c, out: {
+            "elbo": f"{np.nanmean(np.asarray(out[0])):.3f}",
+            "lr": f"{learning_rate * float(out[1]):.2g}",
+        },
+        max_time=settings["max_time"],
+        done=done,
+        total_steps=num_steps,
+    )
+    state, streak = run.state
+    elbo = np.concatenate([np.asarray(o[0]) for o in run.outputs]) if run.outputs else []
+    elbo = np.asarray(elbo, dtype=float)
+    return _Stage(
+        svi=svi,
+        guide=guide,
+        log_joint=log_joint,
+        state=state,
+        run=run,
+        elbo=elbo,
+        compile_time=compile_time,
+        steps=int(np.sum(np.isfinite(elbo))),
+        diverged=int(streak) >= MAX_SKIPS,
+    )
 
 
 def _adam(learning_rate: float, schedule: str, num_steps: int):
@@ -331,21 +428,6 @@ def _all_finite(tree) -> jax.Array:
         if jnp.issubdtype(x.dtype, jnp.inexact)
     ]
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
-
-
-def _initial_point(bridge: Bridge, data, key) -> jax.Array:
-    """The prior median on the unconstrained space (else the best of 200 prior draws; else 0)."""
-    zero = jnp.zeros(bridge.dim)
-    try:
-        draws = bridge.sample_prior(key, 200, data)
-    except Exception:  # improper priors have no draws: start at the origin
-        return zero
-    median = jnp.median(draws, axis=0)
-    if jnp.isfinite(bridge.log_density(median, data)):
-        return median
-    values = jax.vmap(lambda u: bridge.log_density(u, data))(draws)
-    values = jnp.where(jnp.isfinite(values), values, -jnp.inf)
-    return draws[jnp.argmax(values)] if jnp.isfinite(jnp.max(values)) else zero
 
 
 def _draw(guide, log_joint, params, data, key, num_draws):

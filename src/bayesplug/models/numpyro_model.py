@@ -149,6 +149,8 @@ class NumPyroModel(ModelBase):
             capabilities.add("continuous")
         if not info.improper_sites:
             capabilities.add("proper_prior")
+        if info.data_plate_size is not None:
+            capabilities.add("minibatch")
         self.capabilities = frozenset(capabilities)
         return arrays
 
