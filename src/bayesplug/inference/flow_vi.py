@@ -342,26 +342,32 @@ def _train(
     def advance(carry, data):
         # A step whose ELBO or new parameters are not finite is skipped (a rare draw in a tail
         # can do that); MAX_SKIPS in a row means the optimisation has diverged.
+        # ``previous`` is the state before the last accepted update: when a streak of failures
+        # starts, the current parameters are the culprit, and ``previous`` is the last good one.
         def step(carry, _):
-            state, streak = carry
+            state, previous, streak = carry
             new_state, loss = svi.update(state, data)
             finite = jnp.isfinite(loss) & _all_finite(svi.get_params(new_state))
             ok = (streak < MAX_SKIPS) & finite
-            state = jax.tree.map(lambda n, o: jnp.where(ok, n, o), new_state, state)
-            state = state._replace(rng_key=new_state.rng_key)  # a retry draws afresh
+
+            def pick(a, b):
+                return jax.tree.map(lambda x, y: jnp.where(ok, x, y), a, b)
+
+            previous = pick(state, previous)
+            state = pick(new_state, state)._replace(rng_key=new_state.rng_key)  # retry afresh
             streak = jnp.where(ok, 0, jnp.minimum(streak + 1, MAX_SKIPS))
-            return (state, streak), jnp.where(ok, -loss, jnp.nan)
+            return (state, previous, streak), jnp.where(ok, -loss, jnp.nan)
 
         carry, elbo = jax.lax.scan(step, carry, None, length=steps_per_chunk)
         return carry, (elbo, _plateau_scale(carry[0], tol))
 
-    carry = (state, jnp.zeros((), jnp.int32))
+    carry = (state, state, jnp.zeros((), jnp.int32))
     compile_start = time.perf_counter()
     compiled = jax.jit(advance).lower(carry, data).compile()
     compile_time = time.perf_counter() - compile_start
 
     def done(carry, out) -> bool:
-        return int(carry[1]) >= MAX_SKIPS or float(out[1]) < STOP_SCALE
+        return int(carry[2]) >= MAX_SKIPS or float(out[1]) < STOP_SCALE
 
     learning_rate = settings["learning_rate"]
     run = run_in_chunks(
@@ -379,7 +385,9 @@ def _train(
         done=done,
         total_steps=num_steps,
     )
-    state, streak = run.state
+    state, previous, streak = run.state
+    if int(streak) >= MAX_SKIPS:
+        state = previous
     elbo = np.concatenate([np.asarray(o[0]) for o in run.outputs]) if run.outputs else []
     elbo = np.asarray(elbo, dtype=float)
     return _Stage(
