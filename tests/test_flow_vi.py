@@ -89,7 +89,7 @@ def test_funnel_flow_recovers_the_neck_and_the_diagonal_gaussian_is_flagged():
     assert abs(y.std() - 3.0) < 0.3  # within 10% (the MC error of std over 4000 draws is 0.04)
     assert abs(y.mean()) < 0.25
     report = good.diagnostics()
-    assert report["pareto_k"] < 0.7 and report["ok"], report
+    assert report["pareto_k"] < 0.7 and report["importance_shift"] < 0.2 and report["ok"], report
     assert good.idata.attrs["draws_are"] == "resampled"
     assert abs(good.log_evidence[0]) < 3 * good.log_evidence[1] + 0.02  # ln Z = 0
 
@@ -97,6 +97,7 @@ def test_funnel_flow_recovers_the_neck_and_the_diagonal_gaussian_is_flagged():
         bad = fit_vi(funnel, {}, flow="diagonal", num_steps=2000, seed=1)
     report = bad.diagnostics()
     assert report["pareto_k"] > 0.7 and not report["ok"]
+    assert report["importance_shift"] > 0.2  # the second check sees it too
     assert bad.idata.posterior["y"].values.std() < 2.0  # mean-field misses the neck
 
 

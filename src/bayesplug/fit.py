@@ -20,6 +20,7 @@ __all__ = ["Fit", "Prediction", "precision_context"]
 RHAT_MAX = 1.01
 ESS_MIN = 400
 PARETO_K_MAX = 0.7  # Vehtari et al. (2024): above it, importance sampling is unreliable
+IMPORTANCE_SHIFT_MAX = 0.2  # flow_vi: weights moving a mean (in sds) or a std by more than 20%
 
 
 def precision_context(model):
@@ -317,6 +318,17 @@ class Fit:
                     "can be badly off, even with importance=True. Use a more flexible flow "
                     "(flow='nsf' or 'maf', more num_flows), train longer, or fit with "
                     "method='nuts'."
+                )
+        if "importance_shift" in self.idata.attrs:
+            shift = float(self.idata.attrs["importance_shift"])
+            out["importance_shift"] = shift
+            if shift > IMPORTANCE_SHIFT_MAX:
+                messages.append(
+                    f"The variational draws are off: weighting them against the posterior moves "
+                    f"a mean or a spread by {shift:.0%} (more than "
+                    f"{IMPORTANCE_SHIFT_MAX:.0%}), so the flow differs from the posterior. "
+                    "importance=True corrects this only where the flow has draws; prefer a more "
+                    "flexible flow, longer training, or method='nuts'."
                 )
         if int(self.idata.attrs.get("diverged", 0)):
             messages.append(
