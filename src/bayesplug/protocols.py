@@ -191,3 +191,7 @@ class Backend(Protocol):
     def run(
         self, model: Model, data: Mapping[str, Any], rng_key, *, progress: bool, **options: Any
     ) -> RawResult: ...
+
+
+#: The wall-clock limit every long-running backend offers.
+MAX_TIME = Option(None, (float, int, type(None)), "wall-clock limit in seconds")

@@ -61,7 +61,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..errors import BayesplugError, ConvergenceWarning, InterruptedRunWarning
-from ..protocols import Model, Option, RawResult, one_of, positive, positive_int
+from ..protocols import MAX_TIME, Model, Option, RawResult, one_of, positive, positive_int
 from ._loop import run_in_chunks
 from ._numpyro_bridge import Bridge
 from .flows import FLOWS, NEEDS_TWO_DIMS, SITE, make_guide
@@ -124,7 +124,7 @@ class FlowVIBackend:
         "warm_start": Option(
             True, (bool,), "fit a diagonal Gaussian first and standardise the flow's coordinates"
         ),
-        "max_time": Option(None, (float, int, type(None)), "wall-clock limit in seconds"),
+        "max_time": MAX_TIME,
     }
 
     def run(

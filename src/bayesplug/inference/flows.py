@@ -56,14 +56,49 @@ FLOWS: dict[str, str] = {
 NEEDS_TWO_DIMS = frozenset({"iaf", "bnaf", "maf", "nsf"})
 
 
-class PlanarTransform(Transform):
-    """Planar flow ``z + û tanh(wᵀz + b)`` with the invertibility fix of Rezende & Mohamed."""
+class _ForwardOnlyTransform(Transform):
+    """A flow layer used only forwards: the log-determinant travels as the intermediate.
+
+    Subclasses set ``params`` (attribute names, in constructor order) and implement
+    ``call_with_intermediates(x) -> (y, log|det J|)``.
+    """
 
     domain = constraints.real_vector
     codomain = constraints.real_vector
+    params: tuple[str, ...] = ()
 
-    def __init__(self, u, w, b):
-        self.u, self.w, self.b = u, w, b
+    def __init__(self, *values):
+        for name, value in zip(self.params, values, strict=True):
+            setattr(self, name, value)
+
+    def call_with_intermediates(self, x):
+        raise NotImplementedError
+
+    def __call__(self, x):
+        return self.call_with_intermediates(x)[0]
+
+    def _inverse(self, y):
+        raise NotImplementedError(
+            f"{type(self).__name__} has no closed-form inverse; the guide never needs one"
+        )
+
+    def log_abs_det_jacobian(self, x, y, intermediates=None):
+        if intermediates is None:
+            return self.call_with_intermediates(x)[1]
+        return intermediates
+
+    def tree_flatten(self):
+        return tuple(getattr(self, n) for n in self.params), ()
+
+    @classmethod
+    def tree_unflatten(cls, aux, values):
+        return cls(*values)
+
+
+class PlanarTransform(_ForwardOnlyTransform):
+    """Planar flow ``z + û tanh(wᵀz + b)`` with the invertibility fix of Rezende & Mohamed."""
+
+    params = ("u", "w", "b")
 
     def _u_hat(self):
         wu = jnp.dot(self.w, self.u)
@@ -77,35 +112,11 @@ class PlanarTransform(Transform):
         log_det = jnp.log(jnp.abs(1.0 + (1.0 - h**2) * jnp.dot(self.w, u_hat)))
         return y, log_det
 
-    def __call__(self, x):
-        return self.call_with_intermediates(x)[0]
 
-    def _inverse(self, y):
-        raise NotImplementedError(
-            "planar flows have no closed-form inverse; the guide never needs one"
-        )
-
-    def log_abs_det_jacobian(self, x, y, intermediates=None):
-        if intermediates is None:
-            return self.call_with_intermediates(x)[1]
-        return intermediates
-
-    def tree_flatten(self):
-        return (self.u, self.w, self.b), ()
-
-    @classmethod
-    def tree_unflatten(cls, aux, params):
-        return cls(*params)
-
-
-class RadialTransform(Transform):
+class RadialTransform(_ForwardOnlyTransform):
     """Radial flow ``z + β (z − z₀) / (α + ‖z − z₀‖)`` with ``α > 0``, ``β ≥ −α``."""
 
-    domain = constraints.real_vector
-    codomain = constraints.real_vector
-
-    def __init__(self, z0, alpha_raw, beta_raw):
-        self.z0, self.alpha_raw, self.beta_raw = z0, alpha_raw, beta_raw
+    params = ("z0", "alpha_raw", "beta_raw")
 
     def call_with_intermediates(self, x):
         alpha = jax.nn.softplus(self.alpha_raw)
@@ -118,24 +129,6 @@ class RadialTransform(Transform):
         d = x.shape[-1]
         log_det = (d - 1) * jnp.log1p(bh) + jnp.log1p(bh - beta * h**2 * r)
         return y, log_det
-
-    def __call__(self, x):
-        return self.call_with_intermediates(x)[0]
-
-    def _inverse(self, y):
-        raise NotImplementedError("radial flows are not inverted here; the guide never needs it")
-
-    def log_abs_det_jacobian(self, x, y, intermediates=None):
-        if intermediates is None:
-            return self.call_with_intermediates(x)[1]
-        return intermediates
-
-    def tree_flatten(self):
-        return (self.z0, self.alpha_raw, self.beta_raw), ()
-
-    @classmethod
-    def tree_unflatten(cls, aux, params):
-        return cls(*params)
 
 
 def _base_params(dim: int, init_scale: float):

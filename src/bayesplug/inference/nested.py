@@ -43,7 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..errors import ConvergenceWarning, InterruptedRunWarning
-from ..protocols import Model, Option, RawResult, positive, positive_int
+from ..protocols import MAX_TIME, Model, Option, RawResult, positive, positive_int
 from ._loop import run_in_chunks
 from ._numpyro_bridge import Bridge
 from .resampling import systematic_resample
@@ -134,7 +134,7 @@ class NestedBackend:
             "stop (unconverged, with a warning) after this many steps",
             positive_int,
         ),
-        "max_time": Option(None, (float, int, type(None)), "wall-clock limit in seconds"),
+        "max_time": MAX_TIME,
         "num_simulations": Option(
             200, (int,), "simulated volume sequences for the ln Z error", positive_int
         ),

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..errors import BayesplugError, InterruptedRunWarning
-from ..protocols import Model, Option, RawResult, non_negative, positive_int, probability
+from ..protocols import MAX_TIME, Model, Option, RawResult, non_negative, positive_int, probability
 from ._loop import run_in_chunks
 
 __all__ = ["NUTSBackend"]
@@ -55,7 +55,7 @@ class NUTSBackend:
         "target_accept": Option(0.8, (float,), "target acceptance probability", probability),
         "max_tree_depth": Option(10, (int,), "maximum tree depth", positive_int),
         "dense_mass": Option(False, (bool,), "adapt a dense mass matrix"),
-        "max_time": Option(None, (float, int, type(None)), "wall-clock limit in seconds"),
+        "max_time": MAX_TIME,
     }
 
     def run(

@@ -53,6 +53,7 @@ import numpy as np
 
 from ..errors import BayesplugError, ConvergenceWarning, InputError, InterruptedRunWarning
 from ..protocols import (
+    MAX_TIME,
     Model,
     Option,
     RawResult,
@@ -93,7 +94,7 @@ _COMMON: dict[str, Option] = {
     ),
     "temperature": Option(1.0, (float,), "posterior temperature (1: the posterior)", positive),
     "init_scale": Option(0.1, (float,), "spread of the chains' starting points", non_negative),
-    "max_time": Option(None, (float, int, type(None)), "wall-clock limit in seconds"),
+    "max_time": MAX_TIME,
 }
 
 
