@@ -260,7 +260,10 @@ class Bridge:
             handlers.seed(self.model_fn, jax.random.PRNGKey(0)),
             substitute_fn=partial(_reparametrise_from_unconstrained, params),
         )
-        return handlers.trace(model).get_trace(**data)
+        # block: when the bridge runs inside another NumPyro program (a VI target, say), the
+        # model's own sites must not leak into that program's trace.
+        with handlers.block():
+            return handlers.trace(model).get_trace(**data)
 
     def split_log_density(self, u, data: Mapping[str, Any]):
         """``(log_prior(u), log_likelihood(u))`` on the unconstrained space.

@@ -59,8 +59,8 @@ NEEDS_TWO_DIMS = frozenset({"iaf", "bnaf", "maf", "nsf"})
 class _ForwardOnlyTransform(Transform):
     """A flow layer used only forwards: the log-determinant travels as the intermediate.
 
-    Subclasses set ``params`` (attribute names, in constructor order) and implement
-    ``call_with_intermediates(x) -> (y, log|det J|)``.
+    Subclasses set ``params`` (attribute names, in constructor order) and define
+    ``call_with_intermediates(x) -> (y, log|det J|)``; no inverse is ever needed.
     """
 
     domain = constraints.real_vector
@@ -70,9 +70,6 @@ class _ForwardOnlyTransform(Transform):
     def __init__(self, *values):
         for name, value in zip(self.params, values, strict=True):
             setattr(self, name, value)
-
-    def call_with_intermediates(self, x):
-        raise NotImplementedError
 
     def __call__(self, x):
         return self.call_with_intermediates(x)[0]

@@ -140,16 +140,16 @@ def _log_density_estimate(bridge: Bridge, batches: _MiniBatches):
 
 
 class _SGMCMC:
-    """The loop shared by the SG-MCMC backends; subclasses provide the gradient and the step."""
+    """The loop shared by the SG-MCMC backends.
+
+    Subclasses define ``_setup(bridge, batches, grad, options)`` returning ``(init, step)``:
+    ``init(position) -> extra`` (per-chain sampler state) and
+    ``step(key, position, extra, batch, eps, temperature) -> (position, extra)``.
+    """
 
     name: ClassVar[str]
     requires: ClassVar[frozenset[str]] = frozenset({"continuous"})
     options: ClassVar[Mapping[str, Option]] = _COMMON
-
-    # --- what subclasses specialise ---------------------------------------------------------
-    def _setup(self, bridge, batches, log_density, options):
-        """Return ``(init(position) -> extra, step(key, position, extra, batch, eps) -> ...)``."""
-        raise NotImplementedError
 
     # --- the run ---------------------------------------------------------------------------
     def run(
@@ -163,13 +163,13 @@ class _SGMCMC:
         batches = _MiniBatches(bridge, data, options["batch_size"])
         log_density = _log_density_estimate(bridge, batches)
         grad = jax.grad(log_density)
-        init_key, cv_key, chain_key = jax.random.split(rng_key, 3)
+        init_key, _, chain_key = jax.random.split(rng_key, 3)  # three keys: streams kept
         u0 = bridge.initial_point(init_key, data)
 
         if options["control_variates"]:
             from blackjax.sgmcmc.gradients import control_variates
 
-            centre = _find_mode(log_density, u0, data, cv_key)
+            centre = _find_mode(log_density, u0, data)
             grad = control_variates(grad, centre, data)
             u0 = centre
         init_extra, sg_step = self._setup(bridge, batches, grad, options)
@@ -307,18 +307,18 @@ class _SGMCMC:
         )
 
 
-def _find_mode(log_density, u0, data, key, num_steps: int = 2000, learning_rate: float = 1e-2):
+def _find_mode(log_density, u0, data, num_steps: int = 2000, learning_rate: float = 1e-2):
     """A posterior mode by Adam on the full-data log density (the control-variate centre)."""
     import optax
 
     tx = optax.adam(learning_rate)
-    value_and_grad = jax.value_and_grad(lambda u: -log_density(u, data))
+    grad = jax.grad(lambda u: -log_density(u, data))
 
     @jax.jit
     def solve(u):
         def step(carry, _):
             u, state = carry
-            _, g = value_and_grad(u)
+            g = grad(u)
             updates, state = tx.update(g, state, u)
             return (optax.apply_updates(u, updates), state), None
 
@@ -418,7 +418,7 @@ class StructuredSGMCMCBackend(_SGMCMC):
             return {
                 "buffer": jnp.tile(u, (size, 1)),
                 "count": jnp.ones((), jnp.int32),
-                "next": jnp.ones((), jnp.int32) % size,
+                "next": jnp.asarray(1 % size, jnp.int32),
             }
 
         def structured_grad(key, u, extra, batch):
