@@ -3,8 +3,9 @@
 Every backend's output goes through :func:`to_inference_data`, so every fit carries the same
 groups: ``posterior`` (equal-weight draws, chain x draw), ``sample_stats``, ``log_likelihood``
 (named like the observed sites, so ``az.loo`` / ``az.compare`` work for every backend),
-``observed_data``, ``constant_data`` (every data array, so a saved fit can predict again), any
-backend-specific groups, and ``attrs`` with the method, seed, options, versions and evidence.
+``observed_data``, ``constant_data`` (every data array, so a saved fit can predict again),
+``point_estimate`` (optimised quantities, when the method has any), any backend-specific
+groups, and ``attrs`` with the method, seed, options, versions and evidence.
 """
 
 from __future__ import annotations
@@ -108,8 +109,17 @@ def to_inference_data(
     for name, value in raw.sample_stats.items():
         if isinstance(value, xr.DataArray):
             if "sample_stats" not in idata.groups():
-                idata.add_groups({"sample_stats": xr.Dataset()})
-            idata.sample_stats[name] = value
+                idata.add_groups({"sample_stats": xr.Dataset({name: value})})
+            else:
+                idata.sample_stats[name] = value
+    if raw.point_estimate:
+        idata.add_groups(
+            {
+                "point_estimate": xr.Dataset(
+                    {k: (_dims(k, v), np.asarray(v)) for k, v in raw.point_estimate.items()}
+                )
+            }
+        )
     for group, values in raw.extra_groups.items():
         if not isinstance(values, xr.Dataset):
             values = xr.Dataset({k: (_dims(k, v), np.asarray(v)) for k, v in values.items()})

@@ -187,6 +187,17 @@ class Fit:
         }
 
     @property
+    def point_estimate(self) -> dict[str, Any]:
+        """Quantities the method optimised rather than sampled ``{name: jax.Array}`` (variational
+        parameters, learned inducing inputs, maximum-likelihood estimates); empty if none."""
+        import jax.numpy as jnp
+
+        if "point_estimate" not in self.idata.groups():
+            return {}
+        group = self.idata.point_estimate
+        return {name: jnp.asarray(group[name].values) for name in group.data_vars}
+
+    @property
     def log_evidence(self) -> tuple[float, float] | None:
         """``(ln Z, standard error)`` when the method estimates the evidence, else None."""
         attrs = self.idata.attrs
@@ -233,6 +244,8 @@ class Fit:
                 rng_key, key = jax.random.split(rng_key)
                 index = jax.random.choice(key, total, (num_draws,), replace=False)
                 samples = {k: v[np.sort(np.asarray(index))] for k, v in samples.items()}
+            # Optimised quantities (no draw axis) travel with the draws; draws take precedence.
+            samples = {**self.point_estimate, **samples}
             output = self.model.predict(samples, self.data, inputs, rng_key)
             return Prediction.from_model_output(output, rng_key)
 

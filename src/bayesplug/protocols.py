@@ -150,6 +150,10 @@ class RawResult:
         weighted nested-sampling points, per-category evidences).
     attrs
         Scalars and strings for ``idata.attrs`` (run time, number of likelihood calls, ...).
+    point_estimate
+        Quantities optimised rather than sampled, without (chain, draw) axes: variational
+        parameters, learned inducing inputs, maximum-likelihood estimates. Saved in the group
+        ``point_estimate`` and given to the model's ``predict`` along with the draws.
     state
         The backend's resumable state (kept in memory, not saved to NetCDF).
     interrupted
@@ -161,6 +165,7 @@ class RawResult:
     log_evidence: tuple[float, float] | None = None
     extra_groups: dict[str, dict[str, Any]] = field(default_factory=dict)
     attrs: dict[str, Any] = field(default_factory=dict)
+    point_estimate: dict[str, Any] = field(default_factory=dict)
     state: Any = None
     interrupted: bool = False
 

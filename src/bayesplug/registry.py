@@ -47,6 +47,7 @@ BACKEND_GROUP = "bayesplug.backends"
 _BUILTIN_MODELS: dict[str, str] = {
     "gp": "bayesplug.models.gp:GP",
     "marginalised_gp": "bayesplug.models.marginalised_gp:MarginalisedGP",
+    "sparse_within_sparse_gp": "bayesplug.models.sparse_within_sparse_gp:SparseWithinSparseGP",
 }
 _BUILTIN_BACKENDS: dict[str, str] = {
     "nuts": "bayesplug.inference.nuts:NUTSBackend",
@@ -55,6 +56,7 @@ _BUILTIN_BACKENDS: dict[str, str] = {
     "sgld": "bayesplug.inference.sgmcmc:SGLDBackend",
     "sghmc": "bayesplug.inference.sgmcmc:SGHMCBackend",
     "structured_sgmcmc": "bayesplug.inference.sgmcmc:StructuredSGMCMCBackend",
+    "svi": "bayesplug.inference.svi:SVIBackend",
 }
 _REGISTERED: dict[str, dict[str, Any]] = {MODEL_GROUP: {}, BACKEND_GROUP: {}}
 

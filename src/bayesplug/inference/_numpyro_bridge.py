@@ -72,8 +72,8 @@ class ModelInfo:
     shapes
         Shape of every site's value.
     data_plate_size
-        N when every observed site's leading axis is a ``numpyro.plate`` of size N (the
-        likelihood factorises over N data, so mini-batches can estimate it), else None.
+        N when every observed and factor site's leading axis is a ``numpyro.plate`` of size N
+        (the likelihood factorises over N data, so mini-batches can estimate it), else None.
     """
 
     latent_sites: tuple[str, ...]
@@ -137,8 +137,8 @@ def _classify(trace) -> ModelInfo:
             if site["is_observed"]:
                 is_factor = isinstance(site["fn"], numpyro.distributions.distribution.Unit)
                 (factors if is_factor else observed).append(name)
-                if not is_factor:
-                    plate_sizes.add(_leading_plate_size(site))
+                # a factor inside the data plate (one term per datum) subsamples like the data
+                plate_sizes.add(_leading_plate_size(site))
                 continue
             latent.append(name)
             if site["fn"].is_discrete:
@@ -153,7 +153,7 @@ def _classify(trace) -> ModelInfo:
         tuple(discrete),
         tuple(improper),
         shapes,
-        plate_sizes.pop() if len(plate_sizes) == 1 and not factors else None,
+        plate_sizes.pop() if len(plate_sizes) == 1 else None,
     )
 
 

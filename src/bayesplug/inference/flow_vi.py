@@ -64,6 +64,7 @@ from ..errors import BayesplugError, ConvergenceWarning, InterruptedRunWarning
 from ..protocols import MAX_TIME, Model, Option, RawResult, one_of, positive, positive_int
 from ._loop import run_in_chunks
 from ._numpyro_bridge import Bridge
+from ._optim import adam_with_schedule, all_finite
 from .flows import FLOWS, NEEDS_TWO_DIMS, SITE, make_guide
 from .resampling import systematic_resample
 
@@ -324,7 +325,9 @@ def _train(
 
     guide = make_guide(flow, target, dim + pad, num_flows, init_scale, guide_key)
     tol, patience = settings["tol"], settings["patience"]
-    tx = settings["optimizer"] or _adam(settings["learning_rate"], settings["schedule"], num_steps)
+    tx = settings["optimizer"] or adam_with_schedule(
+        settings["learning_rate"], settings["schedule"], num_steps
+    )
     if tol is not None:
         plateau = optax.contrib.reduce_on_plateau(
             factor=PLATEAU_FACTOR,
@@ -350,7 +353,7 @@ def _train(
         def step(carry, _):
             state, previous, streak = carry
             new_state, loss = svi.update(state, data)
-            finite = jnp.isfinite(loss) & _all_finite(svi.get_params(new_state))
+            finite = jnp.isfinite(loss) & all_finite(svi.get_params(new_state))
             ok = (streak < MAX_SKIPS) & finite
 
             def pick(a, b):
@@ -406,24 +409,6 @@ def _train(
     )
 
 
-def _adam(learning_rate: float, schedule: str, num_steps: int):
-    import optax
-
-    if schedule == "constant":
-        rate = learning_rate
-    elif schedule == "exponential":
-        rate = optax.exponential_decay(learning_rate, transition_steps=num_steps, decay_rate=0.1)
-    else:
-        rate = optax.warmup_cosine_decay_schedule(
-            init_value=learning_rate / 10,
-            peak_value=learning_rate,
-            warmup_steps=min(100, num_steps // 10),
-            decay_steps=num_steps,
-            end_value=learning_rate / 100,
-        )
-    return optax.chain(optax.clip_by_global_norm(100.0), optax.adam(rate))
-
-
 def _importance_shift(us: np.ndarray, weights: np.ndarray) -> float:
     """How far the importance weights move the draws: the largest, over coordinates, of
     |weighted mean - mean| / std and |weighted std / std - 1|. Near 0 for a good approximation;
@@ -440,15 +425,6 @@ def _plateau_scale(state, tol):
         return jnp.ones(())
     chain_state = state.optim_state[1][1]  # numpyro: (step, (params, optax state))
     return jnp.asarray(chain_state[-1].scale)
-
-
-def _all_finite(tree) -> jax.Array:
-    leaves = [
-        jnp.all(jnp.isfinite(x))
-        for x in jax.tree.leaves(tree)
-        if jnp.issubdtype(x.dtype, jnp.inexact)
-    ]
-    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
 def _draw(guide, log_joint, params, data, key, num_draws):

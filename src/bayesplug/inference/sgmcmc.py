@@ -64,6 +64,7 @@ from ..protocols import (
     probability,
 )
 from ._loop import run_in_chunks
+from ._minibatch import MiniBatches
 from ._numpyro_bridge import Bridge
 
 __all__ = ["SGHMCBackend", "SGLDBackend", "StructuredSGMCMCBackend"]
@@ -98,43 +99,12 @@ _COMMON: dict[str, Option] = {
 }
 
 
-class _MiniBatches:
-    """Which data arrays are subsampled, and the log-density estimate on a batch."""
+def _log_density_estimate(bridge: Bridge, batches: MiniBatches):
+    scale = batches.scale
 
-    def __init__(self, bridge: Bridge, data: Mapping[str, Any], batch_size: int | None):
-        n = bridge.info.data_plate_size
-        self.num_data = n
-        if n is None:
-            if batch_size is not None:
-                raise InputError(
-                    "batch_size",
-                    "needs a likelihood that is a numpyro.plate over the leading axis of the data.",
-                    "Wrap the observed site in `with numpyro.plate('data', N):`, or leave "
-                    "batch_size=None to use full-data gradients.",
-                )
-            self.keys, self.batch_size = (), None
-            return
-        self.keys = tuple(k for k, v in data.items() if np.ndim(v) >= 1 and np.shape(v)[0] == n)
-        self.batch_size = min(n, batch_size or 100)
-
-    def draw(self, key, data):
-        """A mini-batch of ``data`` (the full data when there is no plate)."""
-        if self.batch_size is None or self.batch_size == self.num_data:
-            return data
-        index = jax.random.randint(key, (self.batch_size,), 0, self.num_data)
-        return {k: (v[index] if k in self.keys else v) for k, v in data.items()}
-
-    def scale(self, batch) -> float:
-        if self.num_data is None:
-            return 1.0
-        first = next((batch[k] for k in self.keys), None)
-        return self.num_data / (first.shape[0] if first is not None else self.num_data)
-
-
-def _log_density_estimate(bridge: Bridge, batches: _MiniBatches):
     def log_density(u, batch):
         log_prior, log_lik = bridge.split_log_density(u, batch)
-        return log_prior + batches.scale(batch) * log_lik
+        return log_prior + scale * log_lik
 
     return log_density
 
@@ -160,7 +130,7 @@ class _SGMCMC:
         options = {**{k: o.default for k, o in self.options.items()}, **options}
         data = dict(data)
         bridge = Bridge.from_model(model.model, data)
-        batches = _MiniBatches(bridge, data, options["batch_size"])
+        batches = MiniBatches(bridge.info.data_plate_size, data, options["batch_size"])
         log_density = _log_density_estimate(bridge, batches)
         grad = jax.grad(log_density)
         init_key, _, chain_key = jax.random.split(rng_key, 3)  # three keys: streams kept

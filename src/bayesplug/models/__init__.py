@@ -11,9 +11,17 @@ _LAZY = {
     "MeanFunction": "bayesplug.models.marginalised_gp",
     "NumPyroModel": "bayesplug.models.numpyro_model",
     "ModelBase": "bayesplug.models.base",
+    "SparseWithinSparseGP": "bayesplug.models.sparse_within_sparse_gp",
 }
 
-__all__ = ["GP", "MarginalisedGP", "MeanFunction", "ModelBase", "NumPyroModel"]
+__all__ = [
+    "GP",
+    "MarginalisedGP",
+    "MeanFunction",
+    "ModelBase",
+    "NumPyroModel",
+    "SparseWithinSparseGP",
+]
 
 
 def __getattr__(name: str) -> Any:

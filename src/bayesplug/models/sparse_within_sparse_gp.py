@@ -1,0 +1,650 @@
+"""Model ``sparse_within_sparse_gp``: a sparse GP whose data points each see H of M inducing points.
+
+Implements Tran, Milios, Michiardi & Filippone, "Sparse within Sparse Gaussian Processes using
+Neighbor Information" (ICML 2021). M inducing inputs Z carry inducing values u = f(Z); a
+hierarchical prior makes only the H inducing inputs nearest to x_i active for data point i
+(the set A_i, recomputed from the current Z whenever Z moves), so every per-point quantity is an
+H-dimensional computation and M can be large (tens of thousands) at a cost per mini-batch of
+O(B H³ + B M D) instead of SVGP's O(B M² + M³).
+
+**Variational fit** (``method="svi"``, the paper's bound). q(u) = N(m, S) over all M inducing
+values; point i sees its marginal q(u_A) = N(m_A, S_AA), the *true* marginal of S (not the
+sub-block of a global Cholesky factor). S = L Lᵀ with a sparse lower-triangular L: row j holds
+its diagonal and ``covariance_neighbours - 1`` entries at the nearest *earlier* inducing inputs
+(a Vecchia-like pattern fixed at initialisation), so S_AA = L_A L_Aᵀ costs O(H² K²) per point.
+The bound on a batch B of N data is
+
+    (N/|B|) Σ_{i∈B} E_{q(f_i)}[log p(y_i | f_i)] − (1/|B|) Σ_{i∈B} KL(q(u_{A_i}) ‖ p(u_{A_i}))
+    + log p(θ),
+
+with q(f_i) = N(k_iA K_AA⁻¹ m_A, k_ii − k_iA K_AA⁻¹ k_Ai + k_iA K_AA⁻¹ S_AA K_AA⁻¹ k_Ai); the
+hyperparameters θ are MAP point estimates and Z is learned (``learn_inducing=True``). With
+H = M every A_i is all of Z and the bound is exactly the SVGP bound (Hensman et al. 2013).
+
+**The NumPyro program** (what ``sgld``, ``sghmc`` and ``structured_sgmcmc`` sample, Z fixed at its
+initialisation): θ ~ priors; u has the hierarchical prior Π_i N(u_{A_i}; 0, K_{A_iA_i})^{1/N}
+(the MCMC counterpart of the averaged per-point KL); f_i is integrated out given u_{A_i}, so
+y_i | u, θ ~ N(k_iA K_AA⁻¹ u_A, k_ii − q_ii + σ²) (Gaussian) or Bernoulli(Φ(μ_i / √(1 + v_i)))
+(probit). Both terms sit in the data plate, so mini-batches estimate them without bias.
+
+Data ``{"x": (N,) or (N, D), "y": (N,)}``; ``likelihood="bernoulli"`` needs y in {0, 1}.
+``fit.predict({"x": x_new})`` gives ``f`` (mean, std; per draw, mixed exactly) from each new
+point's H nearest inducing inputs, ``y`` with the noise (Gaussian) or ``p`` = P(y = 1)
+(Bernoulli). Joint predictive covariances are not available (the paper's limitation too).
+
+Precision: float32 by default (H x H Cholesky factors with a relative jitter of 1e-5 are well
+within its range, and it is about three times faster); ``precision="float64"`` on request.
+The H x H factorisations are plain-JAX loops, not LAPACK calls (see ``_cholesky``).
+
+Examples
+--------
+>>> import numpy as np, bayesplug as bp
+>>> rng = np.random.default_rng(0)
+>>> x = rng.uniform(-3, 3, 2000); y = np.sin(2 * x) + 0.1 * rng.normal(size=2000)
+>>> gp = bp.models.SparseWithinSparseGP(num_inducing=64, num_neighbours=8)
+>>> fit = bp.fit(gp, {"x": x, "y": y}, method="svi", num_steps=1500, progress=False)
+>>> pred = fit.predict({"x": np.array([0.5])})
+>>> bool(abs(pred["f"].mean[0] - np.sin(1.0)) < 0.1)
+True
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+from jax.scipy.special import log_ndtr, ndtr
+from numpyro.distributions import constraints
+
+from .._validation import as_array, as_data_mapping, check_same_length, check_unknown_keys
+from ..errors import InputError, did_you_mean
+from .base import ModelBase
+from .kernels import KERNELS, build_kernel
+
+__all__ = ["SparseWithinSparseGP", "nearest_inducing", "subset_covariance", "swsgp_bound"]
+
+_LIKELIHOODS = ("gaussian", "bernoulli")
+_INITS = ("kmeans", "grid", "random")
+_STATIONARY = ("rbf", "matern12", "matern32", "matern52")
+_HERMITE = np.polynomial.hermite.hermgauss(20)
+_MAX_LOG_LIKELIHOOD_ENTRIES = 20_000_000  # draws x data kept for ArviZ's LOO
+
+
+# --- small dense linear algebra in plain JAX ---------------------------------------------------
+# The H x H factorisations below are written with lax.fori_loop instead of LAPACK custom calls:
+# on CPU (jax 0.10), vmapped LAPACK Cholesky / triangular solves inside a lax.scan training loop
+# stalled for good in XLA's runtime once H passed a size that depends on the dtype (16 in
+# float64, 48 in float32). Column-by-column loops of O(H^2) vector work avoid the custom calls.
+def _cholesky(a):
+    """Lower Cholesky factor of a symmetric positive-definite ``a`` (NaN where it is not)."""
+    n = a.shape[-1]
+    index = jnp.arange(n)
+
+    def column(j, factor):
+        s = a[:, j] - factor @ factor[j]  # columns >= j of factor are still zero
+        d = jnp.sqrt(s[j])
+        return factor.at[:, j].set(jnp.where(index > j, s / d, jnp.where(index == j, d, 0.0)))
+
+    return jax.lax.fori_loop(0, n, column, jnp.zeros_like(a))
+
+
+def _solve_lower(factor, b):
+    """``factor⁻¹ b`` for lower-triangular ``factor`` (forward substitution; b vector or matrix)."""
+    n = factor.shape[-1]
+
+    def row(i, x):
+        return x.at[i].set((b[i] - factor[i] @ x) / factor[i, i])
+
+    return jax.lax.fori_loop(0, n, row, jnp.zeros_like(b))
+
+
+def _solve_upper(factor, b):
+    """``factor⁻ᵀ b`` for lower-triangular ``factor`` (back substitution with its transpose)."""
+    n = factor.shape[-1]
+
+    def row(k, x):
+        i = n - 1 - k
+        return x.at[i].set((b[i] - factor[:, i] @ x) / factor[i, i])
+
+    return jax.lax.fori_loop(0, n, row, jnp.zeros_like(b))
+
+
+# --- the pure pieces ---------------------------------------------------------------------------
+def nearest_inducing(x, z, num_neighbours: int):
+    """Indices ``(n, H)`` of the ``num_neighbours`` inducing inputs nearest each row of ``x``.
+
+    Squared Euclidean distances; ``lax.top_k`` over M, so O(n M D). No gradient flows through
+    the choice (indices are integers); it is recomputed whenever ``z`` changes.
+    """
+    d2 = jnp.sum(x**2, -1)[:, None] - 2.0 * x @ z.T + jnp.sum(z**2, -1)[None, :]
+    return jax.lax.top_k(-jax.lax.stop_gradient(d2), num_neighbours)[1]
+
+
+def subset_covariance(rows, values, subset):
+    """S_AA = L_A L_Aᵀ for the sparse lower-triangular factor L of S, at the inducing set A.
+
+    ``rows[j]`` holds the column indices of row j of L and ``values[j]`` its entries (K each;
+    padding entries have value 0). Entry (a, b) sums ``values[a, k] * values[b, l]`` over the
+    pairs with ``rows[a, k] == rows[b, l]``: the exact marginal covariance of u_A in
+    O(H² K²), never touching the other M - H rows. When K² exceeds M (a dense factor), the rows
+    are scattered into dense (H, M) form instead: O(H² M).
+    """
+    r, v = rows[subset], values[subset]  # (H, K)
+    m, k = rows.shape
+    if k * k > m:
+        dense = jnp.zeros((r.shape[0], m), v.dtype).at[jnp.arange(r.shape[0])[:, None], r].add(v)
+        return dense @ dense.T
+    match = r[:, None, :, None] == r[None, :, None, :]  # (H, H, K, K)
+    return jnp.einsum("ak,bl,abkl->ab", v, v, match)
+
+
+def _cholesky_rows(z, num_entries: int) -> np.ndarray:
+    """Column pattern of L: row j = [j, its nearest earlier inducing inputs...] (padded with j).
+
+    Row j may use columns < j only, which keeps L lower triangular in the inducing order (and so
+    S = L Lᵀ positive definite for any positive diagonal).
+    """
+    z = jnp.asarray(z)
+    m = z.shape[0]
+    k = min(num_entries, m) - 1
+    index = jnp.arange(m)
+    if k == 0:
+        return np.asarray(index[:, None])
+
+    def one(j):
+        d2 = jnp.sum((z - z[j]) ** 2, -1)
+        d2 = jnp.where(index < j, d2, jnp.inf)
+        neg, cols = jax.lax.top_k(-d2, k)
+        return jnp.where(jnp.isfinite(neg), cols, j)
+
+    earlier = jax.lax.map(one, index, batch_size=256)
+    return np.asarray(jnp.concatenate([index[:, None], earlier], axis=1))
+
+
+def _kernel(name: str, amplitude, lengthscale):
+    return build_kernel([name], [{"amplitude": amplitude, "lengthscale": lengthscale}])
+
+
+def _conditional(kernel, amplitude, jitter, z, x_i, subset):
+    """Per-point pieces: Cholesky of K_AA, the projection K_AA⁻¹ k_A and k_ii - q_ii."""
+    za = z[subset]
+    k_aa = kernel.cross_covariance(za, za) + jitter * amplitude**2 * jnp.eye(za.shape[0])
+    k_a = kernel.cross_covariance(za, x_i[None, :])[:, 0]
+    chol = _cholesky(k_aa)
+    w = _solve_lower(chol, k_a)
+    alpha = _solve_upper(chol, w)
+    residual = jnp.maximum(amplitude**2 - w @ w, 1e-12 * amplitude**2)
+    return chol, alpha, residual
+
+
+def _expected_log_lik(likelihood: str, y, mean, var, noise):
+    """E_{N(f; mean, var)}[log p(y | f)]: closed form (Gaussian), Gauss-Hermite (probit)."""
+    if likelihood == "gaussian":
+        return -0.5 * jnp.log(2 * jnp.pi * noise**2) - 0.5 * ((y - mean) ** 2 + var) / noise**2
+    t, w = (jnp.asarray(a, dtype=mean.dtype) for a in _HERMITE)
+    f = mean[..., None] + jnp.sqrt(2.0 * var)[..., None] * t
+    sign = (2.0 * y - 1.0)[..., None]
+    return jnp.sum(w * log_ndtr(sign * f), -1) / jnp.sqrt(jnp.pi)
+
+
+def swsgp_bound(
+    params: Mapping[str, Any],
+    x,
+    y,
+    *,
+    num_data: int,
+    kernel: str,
+    likelihood: str,
+    num_neighbours: int,
+    rows,
+    jitter: float,
+):
+    """The SWSGP evidence lower bound on a batch (without log p(θ)); see the module docstring.
+
+    ``params`` holds ``amplitude``, ``lengthscale``, ``noise`` (Gaussian), ``q_mean`` (M,),
+    ``q_diag`` (M,) positive, ``q_offdiag`` (M, K-1) and ``inducing_inputs`` (M, D).
+    """
+    amplitude, lengthscale = params["amplitude"], params["lengthscale"]
+    z = params["inducing_inputs"]
+    k = _kernel(kernel, amplitude, lengthscale)
+    values = jnp.concatenate([params["q_diag"][:, None], params["q_offdiag"]], axis=1)
+    values = values * (rows != jnp.arange(rows.shape[0])[:, None]).at[:, 0].set(True)
+    subsets = nearest_inducing(x, z, num_neighbours)
+    h = num_neighbours
+
+    def one(x_i, subset):
+        chol, alpha, residual = _conditional(k, amplitude, jitter, z, x_i, subset)
+        m_a = params["q_mean"][subset]
+        s_aa = subset_covariance(rows, values, subset)
+        mean = alpha @ m_a
+        var = residual + alpha @ s_aa @ alpha
+        tiny = 1e-6 * jnp.trace(s_aa) / h  # rounding guard; S_AA = L_A L_Aᵀ is PD already
+        chol_s = _cholesky(s_aa + tiny * jnp.eye(h, dtype=s_aa.dtype))
+        trace = jnp.sum(_solve_lower(chol, chol_s) ** 2)
+        maha = jnp.sum(_solve_lower(chol, m_a) ** 2)
+        log_det = 2.0 * jnp.sum(jnp.log(jnp.diag(chol)) - jnp.log(jnp.diag(chol_s)))
+        kl = 0.5 * (trace + maha - h + log_det)
+        return mean, var, kl
+
+    mean, var, kl = jax.vmap(one)(x, subsets)
+    expected = _expected_log_lik(likelihood, y, mean, var, params.get("noise"))
+    batch = x.shape[0]
+    return num_data / batch * jnp.sum(expected) - jnp.sum(kl) / batch
+
+
+# --- the model ---------------------------------------------------------------------------------
+class SparseWithinSparseGP(ModelBase):
+    """Sparse-within-sparse GP (see the module docstring for the model and its bound).
+
+    Parameters
+    ----------
+    num_inducing
+        M, the number of inducing inputs (at most the number of data).
+    num_neighbours
+        H, the inducing inputs each point sees (at most M). H = M is the standard SVGP.
+    kernel
+        A stationary catalogue kernel: ``"rbf"``, ``"matern12"``, ``"matern32"``, ``"matern52"``.
+    likelihood
+        ``"gaussian"`` or ``"bernoulli"`` (probit link).
+    init
+        Inducing inputs from ``"kmeans"`` (10 Lloyd iterations), a ``"grid"`` over the data's
+        range (M must be a whole power of the input dimension) or a ``"random"`` subset of x.
+    learn_inducing
+        Learn Z with the variational parameters (``method="svi"``); SG-MCMC keeps Z fixed.
+    covariance_neighbours
+        K, entries per row of the sparse Cholesky factor of S (diagonal + K - 1 neighbours);
+        K = M gives a dense S.
+    priors
+        ``{"amplitude" | "lengthscale" | "noise": Distribution}`` replacing the defaults
+        (HalfNormal(2 sd(y)) or HalfNormal(2) for Bernoulli, LogNormal(log(range/10), 1),
+        HalfNormal(sd(y))).
+    jitter
+        Added to K_AA's diagonal, relative to amplitude².
+    init_seed
+        Seeds the k-means / random initialisation (a saved fit rebuilds the same Z).
+    precision
+        ``"float32"`` (default) or ``"float64"`` (see the module docstring).
+    """
+
+    name = "sparse_within_sparse_gp"
+    capabilities = frozenset({"continuous", "minibatch"})
+    observed_sites = ("y",)
+
+    def __init__(
+        self,
+        num_inducing: int = 256,
+        num_neighbours: int = 16,
+        kernel: str = "rbf",
+        likelihood: str = "gaussian",
+        init: str = "kmeans",
+        learn_inducing: bool = True,
+        covariance_neighbours: int = 8,
+        priors: Mapping[str, Any] | None = None,
+        jitter: float = 1e-5,
+        init_seed: int = 0,
+        precision: str = "float32",
+    ) -> None:
+        for arg, value in (
+            ("num_inducing", num_inducing),
+            ("num_neighbours", num_neighbours),
+            ("covariance_neighbours", covariance_neighbours),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InputError(arg, f"expected a positive integer, got {value!r}.")
+        if num_neighbours > num_inducing:
+            raise InputError(
+                "num_neighbours",
+                f"is {num_neighbours} but there are only num_inducing={num_inducing} inducing "
+                "inputs to choose from.",
+                f"Use num_neighbours <= {num_inducing} (num_neighbours = num_inducing is SVGP).",
+            )
+        if kernel not in _STATIONARY:
+            hint = did_you_mean(kernel, _STATIONARY) if kernel not in KERNELS else ""
+            raise InputError(
+                "kernel",
+                f"{kernel!r} is not a kernel this model supports ({', '.join(_STATIONARY)}).",
+                hint,
+            )
+        if likelihood not in _LIKELIHOODS:
+            raise InputError(
+                "likelihood",
+                f"unknown likelihood {likelihood!r}.",
+                did_you_mean(likelihood, _LIKELIHOODS),
+            )
+        if init not in _INITS:
+            raise InputError(
+                "init", f"unknown initialisation {init!r}.", did_you_mean(init, _INITS)
+            )
+        if not isinstance(jitter, int | float) or isinstance(jitter, bool) or jitter < 0:
+            raise InputError("jitter", f"expected a non-negative number, got {jitter!r}.")
+        if precision not in ("float32", "float64"):
+            raise InputError("precision", f"expected 'float32' or 'float64', got {precision!r}.")
+        self.precision = precision
+        self.priors = dict(priors or {})
+        for key in self.priors:
+            if key not in ("amplitude", "lengthscale", "noise"):
+                raise InputError(
+                    f"priors[{key!r}]",
+                    "is not a hyperparameter of this model.",
+                    did_you_mean(key, ("amplitude", "lengthscale", "noise")),
+                )
+        super().__init__(
+            num_inducing=num_inducing,
+            num_neighbours=num_neighbours,
+            kernel=kernel,
+            likelihood=likelihood,
+            init=init,
+            learn_inducing=bool(learn_inducing),
+            covariance_neighbours=covariance_neighbours,
+            jitter=float(jitter),
+            init_seed=int(init_seed),
+            precision=precision,
+        )
+        self.num_inducing, self.num_neighbours = num_inducing, num_neighbours
+        self.kernel, self.likelihood, self.init = kernel, likelihood, init
+        self.learn_inducing = bool(learn_inducing)
+        self.covariance_neighbours = min(covariance_neighbours, num_inducing)
+        self.jitter, self.init_seed = float(jitter), int(init_seed)
+        self.inducing_init = None
+        self.rows = None
+        self.num_data = None
+
+    # --- data ------------------------------------------------------------------------------
+    def validate(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """Check x and y, then place the inducing inputs and the covariance pattern."""
+        data = as_data_mapping(data)
+        check_unknown_keys(data, ("x", "y"), self.name)
+        x = as_array(data, "x", ndim=(1, 2))
+        y = as_array(data, "y", ndim=(1,))
+        x2 = x[:, None] if x.ndim == 1 else x
+        check_same_length({"x": x2, "y": y})
+        if self.likelihood == "bernoulli" and not np.isin(y, (0.0, 1.0)).all():
+            raise InputError(
+                "y", "must be 0 or 1 for likelihood='bernoulli'.", "Encode the classes as 0/1."
+            )
+        n = x2.shape[0]
+        if self.num_inducing > n:
+            raise InputError(
+                "num_inducing",
+                f"is {self.num_inducing} but there are only {n} data points.",
+                f"Use num_inducing <= {n}; with few data an exact GP (model 'gp') is better.",
+            )
+        self.num_data, self.input_dim = n, x2.shape[1]
+        self.y_scale = float(np.std(y)) if self.likelihood == "gaussian" else 1.0
+        self.x_range = float(np.mean(np.ptp(x2, axis=0))) or 1.0
+        self.inducing_init = self._initial_inducing(x2)
+        self.rows = _cholesky_rows(self.inducing_init, self.covariance_neighbours)
+        return {"x": x2, "y": y}
+
+    def _initial_inducing(self, x: np.ndarray) -> np.ndarray:
+        m, d = self.num_inducing, x.shape[1]
+        rng = np.random.default_rng(self.init_seed)
+        if self.init == "grid":
+            per_dim = round(m ** (1.0 / d))
+            if per_dim**d != m:
+                raise InputError(
+                    "init",
+                    f"'grid' needs num_inducing to be a whole power of the input dimension {d} "
+                    f"(got {m}).",
+                    f"Use num_inducing={per_dim**d} or init='kmeans'.",
+                )
+            axes = [np.linspace(x[:, j].min(), x[:, j].max(), per_dim) for j in range(d)]
+            return np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(m, d)
+        start = x[rng.choice(x.shape[0], m, replace=False)]
+        if self.init == "random":
+            return start
+        return _kmeans(x, start)
+
+    # --- hyperparameters -----------------------------------------------------------------------
+    def _prior(self, name: str):
+        if name in self.priors:
+            return self.priors[name]
+        if name == "amplitude":
+            return dist.HalfNormal(2.0 * self.y_scale)
+        if name == "lengthscale":
+            return dist.LogNormal(math.log(self.x_range / 10.0), 1.0)
+        return dist.HalfNormal(self.y_scale)
+
+    def hyperparameter_names(self) -> tuple[str, ...]:
+        base = ("amplitude", "lengthscale")
+        return base + ("noise",) if self.likelihood == "gaussian" else base
+
+    # --- the NumPyro program (for SG-MCMC) -----------------------------------------------------
+    def model(self, x, y=None) -> None:
+        """θ ~ priors; u with the hierarchical neighbour prior; y_i | u_{A_i}, θ, f_i integrated."""
+        theta = {n: numpyro.sample(n, self._prior(n)) for n in self.hyperparameter_names()}
+        m = self.num_inducing
+        u = numpyro.sample("u", dist.ImproperUniform(constraints.real_vector, (), (m,)))
+        z = jnp.asarray(self.inducing_init, dtype=x.dtype)
+        mean, var, log_prior_u = self._given_u(theta, z, x, u)
+        with numpyro.plate("data", x.shape[0]):
+            numpyro.factor("u_prior", log_prior_u / self.num_data)
+            numpyro.sample("y", self._observation(mean, var, theta), obs=y)
+
+    def _given_u(self, theta, z, x, u):
+        """Per point: mean and variance of f_i | u_A, and log N(u_A; 0, K_AA)."""
+        k = _kernel(self.kernel, theta["amplitude"], theta["lengthscale"])
+        subsets = nearest_inducing(x, z, self.num_neighbours)
+
+        def one(x_i, subset):
+            chol, alpha, residual = _conditional(k, theta["amplitude"], self.jitter, z, x_i, subset)
+            u_a = u[subset]
+            white = _solve_lower(chol, u_a)
+            log_p = (
+                -0.5 * white @ white
+                - jnp.sum(jnp.log(jnp.diag(chol)))
+                - 0.5 * subset.shape[0] * jnp.log(2 * jnp.pi)
+            )
+            return alpha @ u_a, residual, log_p
+
+        return jax.vmap(one)(x, subsets)
+
+    def _observation(self, mean, var, theta):
+        if self.likelihood == "gaussian":
+            return dist.Normal(mean, jnp.sqrt(var + theta["noise"] ** 2))
+        eps = jnp.finfo(mean.dtype).eps
+        return dist.Bernoulli(probs=jnp.clip(ndtr(mean / jnp.sqrt(1.0 + var)), eps, 1 - eps))
+
+    # --- the variational family (method="svi") -------------------------------------------------
+    def guide(self, x, y=None) -> None:
+        """Parameters of q(u) = N(m, L Lᵀ), MAP hyperparameters and (optionally) learned Z."""
+        m, k = self.num_inducing, self.covariance_neighbours
+        inits = {
+            "amplitude": self.y_scale,
+            "lengthscale": self.x_range / 10.0,
+            "noise": 0.3 * self.y_scale,
+        }
+        for name in self.hyperparameter_names():
+            value = numpyro.param(
+                f"{name}_map", jnp.asarray(inits[name], x.dtype), constraint=constraints.positive
+            )
+            numpyro.sample(name, dist.Delta(value))
+        numpyro.param("q_mean", jnp.zeros(m, x.dtype))
+        numpyro.param(
+            "q_diag", jnp.full(m, 0.1 * self.y_scale, x.dtype), constraint=constraints.positive
+        )
+        numpyro.param("q_offdiag", jnp.zeros((m, k - 1), x.dtype))
+        if self.learn_inducing:
+            numpyro.param("inducing_inputs", jnp.asarray(self.inducing_init, x.dtype))
+
+    def svi_loss(self):
+        """The NumPyro ELBO object for ``method="svi"``: minus the bound above, plus the prior."""
+        return _SWSGPBound(self)
+
+    def _bound_params(self, params: Mapping[str, Any], dtype) -> dict[str, Any]:
+        out = {n: params[f"{n}_map"] for n in self.hyperparameter_names()}
+        out.update({k: params[k] for k in ("q_mean", "q_diag", "q_offdiag")})
+        z = params.get("inducing_inputs")
+        out["inducing_inputs"] = jnp.asarray(self.inducing_init, dtype) if z is None else z
+        return out
+
+    def bound(self, params: Mapping[str, Any], x, y):
+        """SWSGP bound plus log p(θ) on the batch (x, y) at the guide's parameters ``params``."""
+        theta = self._bound_params(params, x.dtype)
+        value = swsgp_bound(
+            theta,
+            x,
+            y,
+            num_data=self.num_data,
+            kernel=self.kernel,
+            likelihood=self.likelihood,
+            num_neighbours=self.num_neighbours,
+            rows=jnp.asarray(self.rows),
+            jitter=self.jitter,
+        )
+        log_prior = sum(self._prior(n).log_prob(theta[n]) for n in self.hyperparameter_names())
+        return value + log_prior
+
+    def draw_from_guide(self, params, rng_key, num_draws: int, data):
+        """Draws of θ (its MAP value) and u ~ q(u), and the point estimates that define q."""
+        theta = self._bound_params(params, data["x"].dtype)
+        rows = jnp.asarray(self.rows)
+        values = jnp.concatenate([theta["q_diag"][:, None], theta["q_offdiag"]], axis=1)
+        values = values * (rows != jnp.arange(rows.shape[0])[:, None]).at[:, 0].set(True)
+        eps = jax.random.normal(rng_key, (num_draws, self.num_inducing), values.dtype)
+        u = theta["q_mean"] + jnp.sum(values * eps[:, rows], axis=-1)
+        samples = {n: jnp.full((num_draws,), theta[n]) for n in self.hyperparameter_names()}
+        samples["u"] = u
+        point = {
+            "q_mean": theta["q_mean"],
+            "q_chol_values": values,
+            "q_chol_rows": rows,
+            "inducing_inputs": theta["inducing_inputs"],
+        }
+        return samples, point
+
+    # --- prediction --------------------------------------------------------------------------
+    def predict(self, samples, data, inputs, rng_key) -> dict[str, Any]:
+        """Gaussian predictive of f per draw; ``y`` (Gaussian noise) or ``p`` = P(y=1)."""
+        inputs = as_data_mapping(inputs, "inputs")
+        check_unknown_keys(inputs, ("x",), self.name, "inputs")
+        x_new = as_array(inputs, "x", ndim=(1, 2), name="inputs")
+        x_new = jnp.asarray(x_new[:, None] if x_new.ndim == 1 else x_new)
+        if x_new.shape[1] != self.input_dim:
+            raise InputError(
+                "inputs['x']",
+                f"has {x_new.shape[1]} input dimension(s); the model was fitted on "
+                f"{self.input_dim}.",
+            )
+        z = jnp.asarray(samples.get("inducing_inputs", self.inducing_init), x_new.dtype)
+        names = self.hyperparameter_names()
+        theta = {n: jnp.atleast_1d(jnp.asarray(samples[n])) for n in names}
+        if "q_mean" in samples:  # a variational fit: the exact q(f*) of the fitted q(u)
+            one = {n: v[0] for n, v in theta.items()}
+            mean, var = self._variational_predictive(one, samples, z, x_new)
+            mean, var = mean[None], var[None]
+            theta = {n: v[:1] for n, v in theta.items()}
+        else:
+            mean, var = self._predictive_over_draws(theta, samples["u"], z, x_new)
+        out = {"f": {"mean": mean, "std": jnp.sqrt(var)}}
+        if self.likelihood == "gaussian":
+            noise_var = theta["noise"][:, None] ** 2
+            out["y"] = {"mean": mean, "std": jnp.sqrt(var + noise_var)}
+        else:
+            out["p"] = ndtr(mean / jnp.sqrt(1.0 + var))
+        return out
+
+    def _variational_predictive(self, theta, point, z, x_new):
+        k = _kernel(self.kernel, theta["amplitude"], theta["lengthscale"])
+        rows, values = jnp.asarray(point["q_chol_rows"]), jnp.asarray(point["q_chol_values"])
+        q_mean = jnp.asarray(point["q_mean"])
+        subsets = nearest_inducing(x_new, z, self.num_neighbours)
+
+        def one(x_i, subset):
+            _, alpha, residual = _conditional(k, theta["amplitude"], self.jitter, z, x_i, subset)
+            s_aa = subset_covariance(rows, values, subset)
+            return alpha @ q_mean[subset], residual + alpha @ s_aa @ alpha
+
+        return jax.lax.map(lambda a: one(*a), (x_new, subsets), batch_size=4096)
+
+    def _predictive_over_draws(self, theta, u, z, x_new):
+        subsets = nearest_inducing(x_new, z, self.num_neighbours)
+        same = all(bool(jnp.all(v == v[0])) for v in theta.values())
+
+        def projections(t):
+            k = _kernel(self.kernel, t["amplitude"], t["lengthscale"])
+            return jax.vmap(
+                lambda x_i, s: _conditional(k, t["amplitude"], self.jitter, z, x_i, s)[1:]
+            )(x_new, subsets)
+
+        if same:  # one projection serves every draw
+            alpha, residual = projections({n: v[0] for n, v in theta.items()})
+            mean = jnp.einsum("nh,dnh->dn", alpha, u[:, subsets])
+            return mean, jnp.broadcast_to(residual, mean.shape)
+
+        def per_draw(args):
+            t, u_d = args
+            alpha, residual = projections(t)
+            return jnp.sum(alpha * u_d[subsets], -1), residual
+
+        return jax.lax.map(per_draw, (theta, u), batch_size=16)
+
+    # --- ArviZ ---------------------------------------------------------------------------------
+    def pointwise_log_likelihood(self, samples, data) -> dict[str, Any]:
+        """log p(y_i | u_{A_i}, θ) per draw (f_i integrated); skipped, with a warning, when
+        draws x data exceed 2e7 entries."""
+        u = np.asarray(samples["u"])
+        chains, draws = u.shape[:2]
+        n = data["y"].shape[0]
+        if chains * draws * n > _MAX_LOG_LIKELIHOOD_ENTRIES:
+            warnings.warn(
+                f"the pointwise log-likelihood ({chains * draws} draws x {n} data) is too large "
+                "to store, so it is left out (ArviZ's LOO and bp.compare are unavailable for "
+                "this fit). Use fewer draws (num_draws / num_samples) to keep it.",
+                stacklevel=3,
+            )
+            return {}
+        x, y = jnp.asarray(data["x"]), jnp.asarray(data["y"])
+        z = jnp.asarray(self.inducing_init, x.dtype)
+        names = self.hyperparameter_names()
+        flat = {
+            k: jnp.asarray(samples[k]).reshape((chains * draws,) + samples[k].shape[2:])
+            for k in (*names, "u")
+        }
+
+        def one(s):
+            theta = {k: s[k] for k in names}
+            mean, var, _ = self._given_u(theta, z, x, s["u"])
+            return self._observation(mean, var, theta).log_prob(y)
+
+        values = jax.lax.map(jax.jit(one), flat, batch_size=8)
+        return {"y": np.asarray(values).reshape(chains, draws, n)}
+
+
+class _SWSGPBound(numpyro.infer.elbo.ELBO):
+    """NumPyro ELBO whose loss is minus :meth:`SparseWithinSparseGP.bound` on the batch."""
+
+    def __init__(self, gp: SparseWithinSparseGP):
+        super().__init__(num_particles=1)
+        self.gp = gp
+
+    def loss_with_mutable_state(self, rng_key, param_map, model, guide, *args, **kwargs):
+        return {"loss": -self.gp.bound(param_map, kwargs["x"], kwargs["y"]), "mutable_state": None}
+
+
+def _kmeans(x: np.ndarray, start: np.ndarray, iterations: int = 10) -> np.ndarray:
+    """Lloyd's k-means from ``start``; an empty cluster keeps its centre."""
+    x = jnp.asarray(x)
+
+    @jax.jit
+    def step(centres):
+        norms = jnp.sum(centres**2, -1)
+        assign = jax.lax.map(
+            lambda x_i: jnp.argmin(norms - 2.0 * centres @ x_i), x, batch_size=2048
+        )
+        m = centres.shape[0]
+        sums = jax.ops.segment_sum(x, assign, num_segments=m)
+        counts = jax.ops.segment_sum(jnp.ones(x.shape[0], x.dtype), assign, num_segments=m)
+        return jnp.where(counts[:, None] > 0, sums / jnp.maximum(counts, 1)[:, None], centres)
+
+    centres = jnp.asarray(start)
+    for _ in range(iterations):
+        centres = step(centres)
+    return np.asarray(centres)

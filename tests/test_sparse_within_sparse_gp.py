@@ -1,0 +1,293 @@
+"""Sparse-within-sparse GP: its bound against gpjax's SVGP, its pieces, fits by SVI and SG-MCMC."""
+
+from __future__ import annotations
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro.distributions as dist
+import pytest
+
+import bayesplug as bp
+from bayesplug.models.sparse_within_sparse_gp import (
+    SparseWithinSparseGP,
+    _cholesky_rows,
+    nearest_inducing,
+    subset_covariance,
+)
+
+
+def sine_data(n: int, seed: int = 0, noise: float = 0.1):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-3, 3, n)
+    return {"x": x, "y": np.sin(2 * x) + noise * rng.normal(size=n)}
+
+
+def dense_factor(rows, values):
+    m = rows.shape[0]
+    dense = np.zeros((m, m))
+    for j in range(m):
+        for c, v in zip(rows[j], values[j], strict=True):
+            dense[j, c] += v  # padding entries (c == j beyond the first) hold 0
+    return dense
+
+
+def random_q(gp, rng):
+    """Random variational parameters for ``gp`` (validated), in the guide's naming."""
+    m, k = gp.num_inducing, gp.covariance_neighbours
+    return {
+        "amplitude_map": 1.0,
+        "lengthscale_map": 0.7,
+        "noise_map": 0.3,
+        "q_mean": jnp.asarray(rng.normal(size=m)),
+        "q_diag": jnp.asarray(rng.uniform(0.2, 0.8, m)),
+        "q_offdiag": jnp.asarray(0.3 * rng.normal(size=(m, k - 1))),
+        "inducing_inputs": jnp.asarray(gp.inducing_init),
+    }
+
+
+def masked_values(gp, params):
+    rows = gp.rows
+    values = np.concatenate([params["q_diag"][:, None], params["q_offdiag"]], axis=1)
+    values[:, 1:] *= rows[:, 1:] != np.arange(rows.shape[0])[:, None]
+    return values
+
+
+@pytest.mark.parametrize("likelihood", ["gaussian", "bernoulli"])
+def test_bound_with_all_neighbours_is_the_svgp_bound(likelihood, monkeypatch):
+    """H = M: the SWSGP bound equals gpjax's SVGP ELBO (VariationalGaussian) at the same q."""
+    import gpjax as gpx
+    from jax.scipy.special import ndtr
+
+    # gpjax floors its probit at 1e-3 (a jitter of its own); compare like with like.
+    monkeypatch.setattr(gpx.likelihoods, "inv_probit", ndtr)
+
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(3)
+        data = sine_data(40, seed=1)
+        if likelihood == "bernoulli":
+            data["y"] = (data["y"] > 0).astype(float)
+        m = 6
+        gp = SparseWithinSparseGP(
+            num_inducing=m,
+            num_neighbours=m,
+            covariance_neighbours=m,
+            likelihood=likelihood,
+            jitter=1e-6,  # gpjax's default jitter (amplitude 1)
+        )
+        clean = gp.validate(data)
+        params = random_q(gp, rng)
+        if likelihood == "bernoulli":
+            del params["noise_map"]
+        x, y = jnp.asarray(clean["x"]), jnp.asarray(clean["y"])
+        log_prior = sum(
+            gp._prior(n).log_prob(params[f"{n}_map"]) for n in gp.hyperparameter_names()
+        )
+        ours = float(gp.bound(params, x, y) - log_prior)
+
+        factor = dense_factor(gp.rows, masked_values(gp, params))
+        kernel = gpx.kernels.RBF(lengthscale=0.7, variance=1.0)
+        prior = gpx.gps.Prior(mean_function=gpx.mean_functions.Zero(), kernel=kernel, jitter=1e-6)
+        lik = (
+            gpx.likelihoods.Gaussian(obs_stddev=0.3)
+            if likelihood == "gaussian"
+            else gpx.likelihoods.Bernoulli()
+        )
+        q = gpx.variational_families.VariationalGaussian(
+            prior * lik,
+            inducing_inputs=jnp.asarray(gp.inducing_init),
+            variational_mean=params["q_mean"][:, None],
+            variational_root_covariance=jnp.asarray(factor),
+        )
+        reference = float(gpx.objectives.elbo(q, gpx.Dataset(X=x, y=y[:, None])))
+    assert ours == pytest.approx(reference, rel=1e-6, abs=1e-6)
+
+
+def test_subset_covariance_is_the_true_marginal():
+    """S_AA from the sparse rows equals the sub-block of the dense S = L Lᵀ (not of L)."""
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(30, 2))
+    rows = _cholesky_rows(z, 5)
+    assert np.all(rows <= np.arange(30)[:, None])  # lower triangular in the inducing order
+    values = rng.normal(size=rows.shape)
+    values[:, 0] = np.abs(values[:, 0]) + 0.5
+    values[:, 1:] *= rows[:, 1:] != np.arange(30)[:, None]
+    dense = dense_factor(rows, values)
+    s = dense @ dense.T
+    subset = jnp.asarray([29, 3, 17, 8, 22])
+    got = subset_covariance(jnp.asarray(rows), jnp.asarray(values), subset)
+    np.testing.assert_allclose(got, s[np.ix_(subset, subset)], rtol=1e-5, atol=1e-6)
+    naive = dense[np.ix_(subset, subset)] @ dense[np.ix_(subset, subset)].T
+    assert not np.allclose(naive, s[np.ix_(subset, subset)], atol=1e-3)
+
+
+def test_neighbours_follow_the_inducing_inputs():
+    rng = np.random.default_rng(1)
+    x, z = rng.normal(size=(50, 2)), rng.normal(size=(20, 2))
+    got = np.asarray(nearest_inducing(jnp.asarray(x), jnp.asarray(z), 4))
+    brute = np.argsort(((x[:, None] - z[None]) ** 2).sum(-1), axis=1)[:, :4]
+    assert np.array_equal(np.sort(got, 1), np.sort(brute, 1))
+    moved = z.copy()
+    moved[got[0, 0]] += 10.0  # the nearest inducing input of x[0] moves away
+    again = np.asarray(nearest_inducing(jnp.asarray(x), jnp.asarray(moved), 4))
+    assert got[0, 0] not in again[0]
+
+
+@pytest.fixture(scope="module")
+def svi_fit():
+    data = sine_data(600, seed=2)
+    gp = SparseWithinSparseGP(num_inducing=48, num_neighbours=8)
+    return data, bp.fit(
+        gp, data, method="svi", num_steps=2000, batch_size=200, num_draws=200, progress=False
+    )
+
+
+def exact_gp_posterior(x, y, x_new, amplitude, lengthscale, noise):
+    def k(a, b):
+        return amplitude**2 * np.exp(-0.5 * (a[:, None] - b[None]) ** 2 / lengthscale**2)
+
+    c = k(x, x) + noise**2 * np.eye(len(x))
+    ks = k(x_new, x)
+    mean = ks @ np.linalg.solve(c, y)
+    var = amplitude**2 - np.einsum("ij,ji->i", ks, np.linalg.solve(c, ks.T))
+    return mean, np.sqrt(var)
+
+
+def test_svi_fit_matches_the_exact_gp(svi_fit):
+    """At the learned hyperparameters, the predictive is the exact GP's (N = 600, M = 48, H = 8)."""
+    data, fit = svi_fit
+    theta = {k: float(fit.samples[k][0]) for k in ("amplitude", "lengthscale", "noise")}
+    assert theta["noise"] == pytest.approx(0.1, rel=0.15)
+    x_new = np.linspace(-2.8, 2.8, 25)
+    pred = fit.predict({"x": x_new})
+    mean, sd = exact_gp_posterior(data["x"], data["y"], x_new, **theta)
+    # an approximation (H = 8 of M = 48): means within 1.5 exact posterior sds. Its sds are
+    # smaller than the exact ones (about 0.55x here): the bound charges each point the KL of an
+    # H-dimensional marginal, not SVGP's M-dimensional KL, so q(u) is less tied to the prior.
+    assert np.max(np.abs(pred["f"].mean - mean) / sd) < 1.5
+    assert 0.35 < np.median(pred["f"].std / sd) < 1.2
+    assert np.all(pred["y"].std > pred["f"].std)
+    assert set(fit.point_estimate) >= {"q_mean", "inducing_inputs"}
+    moved = np.abs(fit.point_estimate["inducing_inputs"] - fit.model.inducing_init).max()
+    assert moved > 0  # learned inducing inputs
+    elbo = fit.idata.sample_stats["elbo"].values
+    assert np.mean(elbo[-200:]) > np.mean(elbo[:200])
+
+
+def test_svi_fit_saves_and_predicts_the_same(svi_fit, tmp_path):
+    data, fit = svi_fit
+    path = tmp_path / "swsgp.nc"
+    fit.save(path)
+    loaded = bp.load(path)
+    x_new = np.array([-1.0, 0.3, 2.0])
+    np.testing.assert_allclose(
+        loaded.predict({"x": x_new})["f"].mean, fit.predict({"x": x_new})["f"].mean, rtol=1e-6
+    )
+
+
+def test_bernoulli_classification():
+    rng = np.random.default_rng(4)
+    x = rng.uniform(-2, 2, (800, 2))
+    truth = np.sin(2 * x[:, 0]) + x[:, 1] > 0
+    y = (rng.uniform(size=800) < np.where(truth, 0.95, 0.05)).astype(float)
+    gp = SparseWithinSparseGP(
+        num_inducing=36, num_neighbours=9, likelihood="bernoulli", init="grid"
+    )
+    fit = bp.fit(gp, {"x": x, "y": y}, method="svi", num_steps=1500, num_draws=50, progress=False)
+    x_test = rng.uniform(-2, 2, (400, 2))
+    p = fit.predict({"x": x_test})["p"].mean
+    accuracy = np.mean((p > 0.5) == (np.sin(2 * x_test[:, 0]) + x_test[:, 1] > 0))
+    assert accuracy > 0.9
+
+
+@pytest.mark.slow
+def test_nuts_on_the_program_matches_the_gaussian_posterior_of_u():
+    """H = M with the hyperparameters pinned: u | y is Gaussian in closed form (FITC-like)."""
+    with jax.enable_x64(True):
+        data = sine_data(60, seed=5)
+        m, ell, amp, noise = 6, 0.8, 1.0, 0.2
+        gp = SparseWithinSparseGP(
+            num_inducing=m,
+            num_neighbours=m,
+            priors={
+                "amplitude": dist.LogNormal(np.log(amp), 1e-4),
+                "lengthscale": dist.LogNormal(np.log(ell), 1e-4),
+                "noise": dist.LogNormal(np.log(noise), 1e-4),
+            },
+        )
+        fit = bp.fit(
+            gp, data, method="nuts", num_warmup=300, num_samples=500, num_chains=2, progress=False
+        )
+        z, x, y = gp.inducing_init[:, 0], data["x"], data["y"]
+
+        def k(a, b):
+            return amp**2 * np.exp(-0.5 * (a[:, None] - b[None]) ** 2 / ell**2)
+
+        kzz = k(z, z) + 1e-6 * np.eye(m)
+        phi = np.linalg.solve(kzz, k(z, x)).T
+        d = amp**2 - np.einsum("ij,ji->i", phi, k(z, x)) + noise**2
+        precision = np.linalg.inv(kzz) + phi.T @ (phi / d[:, None])
+        cov = np.linalg.inv(precision)
+        mean = cov @ phi.T @ (y / d)
+    u = np.asarray(fit.samples["u"])
+    sd = np.sqrt(np.diag(cov))
+    # 1000 draws, ESS of a few hundred: the mean's Monte Carlo error is below 0.1 sd
+    assert np.max(np.abs(u.mean(0) - mean) / sd) < 0.3
+    np.testing.assert_allclose(u.std(0), sd, rtol=0.2)
+
+
+def test_sgld_runs_on_mini_batches_and_predicts():
+    data = sine_data(2000, seed=6)
+    gp = SparseWithinSparseGP(num_inducing=32, num_neighbours=6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # short chains: ESS warnings expected
+        fit = bp.fit(
+            gp,
+            data,
+            method="sgld",
+            step_size=1e-5,
+            batch_size=100,
+            control_variates=True,
+            num_warmup=500,
+            num_samples=300,
+            num_chains=2,
+            progress=False,
+        )
+    x_new = np.linspace(-2.5, 2.5, 11)
+    pred = fit.predict({"x": x_new}, num_draws=100)
+    assert np.max(np.abs(pred["f"].mean - np.sin(2 * x_new))) < 0.15
+
+
+def test_bad_input_is_refused():
+    data = sine_data(50)
+    with pytest.raises(bp.InputError, match="num_neighbours"):
+        SparseWithinSparseGP(num_inducing=8, num_neighbours=9)
+    with pytest.raises(bp.InputError, match="likelihood"):
+        SparseWithinSparseGP(likelihood="poisson")
+    with pytest.raises(bp.InputError, match="kernel"):
+        SparseWithinSparseGP(kernel="linear")
+    bad = dict(data)
+    bad["y"] = bad["y"].copy()
+    bad["y"][3] = np.nan
+    with pytest.raises(bp.InputError, match="NaN"):
+        SparseWithinSparseGP(num_inducing=8, num_neighbours=4).validate(bad)
+    with pytest.raises(bp.InputError, match="num_inducing"):
+        SparseWithinSparseGP(num_inducing=64, num_neighbours=4).validate(data)
+    with pytest.raises(bp.InputError, match="0 or 1"):
+        SparseWithinSparseGP(num_inducing=8, num_neighbours=4, likelihood="bernoulli").validate(
+            data
+        )
+    with pytest.raises(bp.InputError, match="grid"):
+        SparseWithinSparseGP(num_inducing=8, num_neighbours=4, init="grid").validate(
+            {"x": np.c_[data["x"], data["x"]], "y": data["y"]}
+        )
+    with pytest.raises(bp.InputError, match="batch_size"):
+        bp.fit(
+            SparseWithinSparseGP(num_inducing=8, num_neighbours=4),
+            data,
+            method="svi",
+            batch_size=51,
+            progress=False,
+        )
