@@ -110,7 +110,8 @@ class SVIBackend:
         model_fn = model.model
         if not own_loss and batches.scale != 1.0:
             model_fn = scale_likelihood(model.model, batches.scale)
-        guide = model.guide if hasattr(model, "guide") else AutoNormal(model_fn, init_scale=0.1)
+        own_guide = hasattr(model, "guide")
+        guide = model.guide if own_guide else AutoNormal(model_fn, init_scale=0.1)
         loss = model.svi_loss() if own_loss else Trace_ELBO(num_particles=num_particles)
         tx = adam_with_schedule(learning_rate, schedule, num_steps)
         # A model with its own loss evaluates its bound from the guide's parameters; SVI.init
@@ -182,7 +183,8 @@ class SVIBackend:
         if hasattr(model, "draw_from_guide"):
             samples, point = model.draw_from_guide(params, draw_key, num_draws, data)
         else:
-            samples, point = _draw_generic(guide, model_fn, params, draw_key, num_draws, data)
+            samples = _draw_generic(guide, model_fn, info, params, draw_key, num_draws, data)
+            point = {}
         import xarray as xr
 
         window = elbo[-min(len(elbo), 500) :] if len(elbo) else np.array([np.nan])
@@ -192,7 +194,7 @@ class SVIBackend:
             point_estimate={k: np.asarray(v) for k, v in point.items()},
             attrs={
                 "draws_are": "independent",
-                "guide": "model" if hasattr(model, "guide") else "auto_normal",
+                "guide": "model" if own_guide else "auto_normal",
                 "elbo": float(np.nanmean(window)),
                 "compile_time": compile_time,
                 "training_time": run.seconds,
@@ -211,14 +213,12 @@ def _no_program(**data) -> None:
     """The model SVI sees when the model's own loss does the work."""
 
 
-def _draw_generic(guide, model_fn, params, key, num_draws, data):
-    """Latent (and deterministic) sites from an autoguide, via NumPyro's ``Predictive``."""
+def _draw_generic(guide, model_fn, info, params, key, num_draws, data):
+    """Latent and deterministic sites from an autoguide, via NumPyro's ``Predictive``."""
     from numpyro.infer import Predictive
 
     latent = Predictive(guide, params=params, num_samples=num_draws)(key, **data)
     predictive = Predictive(model_fn, posterior_samples=latent, condition_deterministic=True)
-    sites = predictive(jax.random.fold_in(key, 1), **data)
-    info = trace_model(model_fn, data)
+    sites = {**predictive(jax.random.fold_in(key, 1), **data), **latent}
     keep = set(info.latent_sites) | set(info.deterministic_sites)
-    samples = {**{k: v for k, v in sites.items() if k in keep}, **latent}
-    return {k: v for k, v in samples.items() if k in keep}, {}
+    return {k: v for k, v in sites.items() if k in keep}

@@ -145,6 +145,13 @@ def subset_covariance(rows, values, subset):
     return jnp.einsum("ak,bl,abkl->ab", v, v, match)
 
 
+def factor_values(rows, diag, offdiag):
+    """Entries of the sparse factor L in the layout of ``rows``: the diagonal, then the
+    off-diagonal entries, with padding entries (``rows[j, k] == j`` beyond the first) zeroed."""
+    values = jnp.concatenate([diag[:, None], offdiag], axis=1)
+    return values * (rows != jnp.arange(rows.shape[0])[:, None]).at[:, 0].set(True)
+
+
 def _cholesky_rows(z, num_entries: int) -> np.ndarray:
     """Column pattern of L: row j = [j, its nearest earlier inducing inputs...] (padded with j).
 
@@ -214,8 +221,7 @@ def swsgp_bound(
     amplitude, lengthscale = params["amplitude"], params["lengthscale"]
     z = params["inducing_inputs"]
     k = _kernel(kernel, amplitude, lengthscale)
-    values = jnp.concatenate([params["q_diag"][:, None], params["q_offdiag"]], axis=1)
-    values = values * (rows != jnp.arange(rows.shape[0])[:, None]).at[:, 0].set(True)
+    values = factor_values(rows, params["q_diag"], params["q_offdiag"])
     subsets = nearest_inducing(x, z, num_neighbours)
     h = num_neighbours
 
@@ -506,8 +512,7 @@ class SparseWithinSparseGP(ModelBase):
         """Draws of θ (its MAP value) and u ~ q(u), and the point estimates that define q."""
         theta = self._bound_params(params, data["x"].dtype)
         rows = jnp.asarray(self.rows)
-        values = jnp.concatenate([theta["q_diag"][:, None], theta["q_offdiag"]], axis=1)
-        values = values * (rows != jnp.arange(rows.shape[0])[:, None]).at[:, 0].set(True)
+        values = factor_values(rows, theta["q_diag"], theta["q_offdiag"])
         eps = jax.random.normal(rng_key, (num_draws, self.num_inducing), values.dtype)
         u = theta["q_mean"] + jnp.sum(values * eps[:, rows], axis=-1)
         samples = {n: jnp.full((num_draws,), theta[n]) for n in self.hyperparameter_names()}
