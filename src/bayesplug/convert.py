@@ -67,8 +67,10 @@ def to_inference_data(
 
     posterior = {k: np.asarray(v) for k, v in raw.samples.items()}
     observed = _observed_values(model, data)
+    point = {k: np.asarray(v) for k, v in (raw.point_estimate or {}).items()}
     log_likelihood = {
-        k: np.asarray(v) for k, v in model.pointwise_log_likelihood(posterior, data).items()
+        k: np.asarray(v)
+        for k, v in model.pointwise_log_likelihood({**point, **posterior}, data).items()
     }
     dims = {name: _dims(name, value) for name, value in observed.items()}
     attrs = {

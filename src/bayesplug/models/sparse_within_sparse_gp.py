@@ -607,19 +607,26 @@ class SparseWithinSparseGP(ModelBase):
             )
             return {}
         x, y = jnp.asarray(data["x"]), jnp.asarray(data["y"])
-        z = jnp.asarray(self.inducing_init, x.dtype)
+        # learned inducing inputs (SVI fits carry them as a point estimate), else the initial ones
+        z = jnp.asarray(samples.get("inducing_inputs", self.inducing_init), x.dtype)
         names = self.hyperparameter_names()
         flat = {
             k: jnp.asarray(samples[k]).reshape((chains * draws,) + samples[k].shape[2:])
             for k in (*names, "u")
         }
 
-        def one(s):
-            theta = {k: s[k] for k in names}
-            mean, var, _ = self._given_u(theta, z, x, s["u"])
-            return self._observation(mean, var, theta).log_prob(y)
+        # x, y, z are arguments, not closed-over constants: XLA would otherwise constant-fold
+        # the nearest-neighbour sort over all N x M pairs at compile time (minutes at N = 16,000)
+        @jax.jit
+        def all_draws(flat, x, y, z):
+            def one(s):
+                theta = {k: s[k] for k in names}
+                mean, var, _ = self._given_u(theta, z, x, s["u"])
+                return self._observation(mean, var, theta).log_prob(y)
 
-        values = jax.lax.map(jax.jit(one), flat, batch_size=8)
+            return jax.lax.map(one, flat, batch_size=8)
+
+        values = all_draws(flat, x, y, z)
         return {"y": np.asarray(values).reshape(chains, draws, n)}
 
 
