@@ -302,8 +302,11 @@ class Fit:
         """
         import arviz as az
 
-        post = self.idata.posterior
-        chains, draws = post.sizes["chain"], post.sizes["draw"]
+        if "posterior" in self.idata.groups():
+            post = self.idata.posterior
+            chains, draws = post.sizes["chain"], post.sizes["draw"]
+        else:  # e.g. a PaRIS run that kept no trajectories: functionals and evidence only
+            chains, draws = 0, 0
         out: dict[str, Any] = {"num_chains": int(chains), "num_draws": int(draws), "messages": []}
         messages = out["messages"]
         if int(self.idata.attrs.get("interrupted", 0)):

@@ -48,6 +48,8 @@ _BUILTIN_MODELS: dict[str, str] = {
     "gp": "bayesplug.models.gp:GP",
     "marginalised_gp": "bayesplug.models.marginalised_gp:MarginalisedGP",
     "sparse_within_sparse_gp": "bayesplug.models.sparse_within_sparse_gp:SparseWithinSparseGP",
+    "linear_gaussian_ssm": "bayesplug.models.state_space:LinearGaussianSSM",
+    "stochastic_volatility": "bayesplug.models.state_space:StochasticVolatility",
 }
 _BUILTIN_BACKENDS: dict[str, str] = {
     "nuts": "bayesplug.inference.nuts:NUTSBackend",
@@ -57,6 +59,8 @@ _BUILTIN_BACKENDS: dict[str, str] = {
     "sghmc": "bayesplug.inference.sgmcmc:SGHMCBackend",
     "structured_sgmcmc": "bayesplug.inference.sgmcmc:StructuredSGMCMCBackend",
     "svi": "bayesplug.inference.svi:SVIBackend",
+    "paris": "bayesplug.inference.paris:PaRISBackend",
+    "ppg": "bayesplug.inference.particle_gibbs:ParticleGibbsBackend",
 }
 _REGISTERED: dict[str, dict[str, Any]] = {MODEL_GROUP: {}, BACKEND_GROUP: {}}
 

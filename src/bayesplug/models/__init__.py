@@ -12,15 +12,21 @@ _LAZY = {
     "NumPyroModel": "bayesplug.models.numpyro_model",
     "ModelBase": "bayesplug.models.base",
     "SparseWithinSparseGP": "bayesplug.models.sparse_within_sparse_gp",
+    "LinearGaussianSSM": "bayesplug.models.state_space",
+    "StateSpaceModel": "bayesplug.models.state_space",
+    "StochasticVolatility": "bayesplug.models.state_space",
 }
 
 __all__ = [
     "GP",
+    "LinearGaussianSSM",
     "MarginalisedGP",
     "MeanFunction",
     "ModelBase",
     "NumPyroModel",
     "SparseWithinSparseGP",
+    "StateSpaceModel",
+    "StochasticVolatility",
 ]
 
 

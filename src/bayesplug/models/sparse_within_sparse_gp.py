@@ -63,6 +63,9 @@ import numpyro.distributions as dist
 from jax.scipy.special import log_ndtr, ndtr
 from numpyro.distributions import constraints
 
+from .._linalg import cholesky as _cholesky
+from .._linalg import solve_lower as _solve_lower
+from .._linalg import solve_upper as _solve_upper
 from .._validation import as_array, as_data_mapping, check_same_length, check_unknown_keys
 from ..errors import InputError, did_you_mean
 from .base import ModelBase
@@ -82,40 +85,6 @@ _MAX_LOG_LIKELIHOOD_ENTRIES = 20_000_000  # draws x data kept for ArviZ's LOO
 # on CPU (jax 0.10), vmapped LAPACK Cholesky / triangular solves inside a lax.scan training loop
 # stalled for good in XLA's runtime once H passed a size that depends on the dtype (16 in
 # float64, 48 in float32). Column-by-column loops of O(H^2) vector work avoid the custom calls.
-def _cholesky(a):
-    """Lower Cholesky factor of a symmetric positive-definite ``a`` (NaN where it is not)."""
-    n = a.shape[-1]
-    index = jnp.arange(n)
-
-    def column(j, factor):
-        s = a[:, j] - factor @ factor[j]  # columns >= j of factor are still zero
-        d = jnp.sqrt(s[j])
-        return factor.at[:, j].set(jnp.where(index > j, s / d, jnp.where(index == j, d, 0.0)))
-
-    return jax.lax.fori_loop(0, n, column, jnp.zeros_like(a))
-
-
-def _solve_lower(factor, b):
-    """``factor⁻¹ b`` for lower-triangular ``factor`` (forward substitution; b vector or matrix)."""
-    n = factor.shape[-1]
-
-    def row(i, x):
-        return x.at[i].set((b[i] - factor[i] @ x) / factor[i, i])
-
-    return jax.lax.fori_loop(0, n, row, jnp.zeros_like(b))
-
-
-def _solve_upper(factor, b):
-    """``factor⁻ᵀ b`` for lower-triangular ``factor`` (back substitution with its transpose)."""
-    n = factor.shape[-1]
-
-    def row(k, x):
-        i = n - 1 - k
-        return x.at[i].set((b[i] - factor[:, i] @ x) / factor[i, i])
-
-    return jax.lax.fori_loop(0, n, row, jnp.zeros_like(b))
-
-
 # --- the pure pieces ---------------------------------------------------------------------------
 def nearest_inducing(x, z, num_neighbours: int):
     """Indices ``(n, H)`` of the ``num_neighbours`` inducing inputs nearest each row of ``x``.

@@ -1,0 +1,310 @@
+"""The particle system shared by ``paris`` and ``ppg``: one (conditional) PaRIS pass.
+
+Implements the PaRIS smoother of Olsson & Westerborn, "Efficient particle-based online smoothing
+in general hidden Markov models: the PaRIS algorithm" (Bernoulli 23(3), 2017), and its
+conditional version driven by a frozen reference path, the building block of Parisian particle
+Gibbs (Cardoso, Janati El Idrissi, Le Corff, Moulines & Olsson, ICML 2023). No JAX library has
+either; this is written from the papers.
+
+One pass over t = 0 … T-1 (``lax.scan`` over time, ``vmap`` over particles):
+
+1. bootstrap filter: resample (systematic; multinomial for the free particles of a conditional
+   pass), propagate through the transition, weight by the emission density; in a conditional
+   pass slot 0 holds the reference path's state;
+2. for each particle i, Ñ backward indices J ~ Λ_t(i, ℓ) ∝ ω_t^ℓ q(ξ_{t+1}^i | ξ_t^ℓ), drawn
+   exactly (O(N²)) or by rejection with a bounded number of trials from Cat(ω_t) accepted with
+   probability q / sup q, the rows that found none falling back to the exact draw (Dau & Chopin
+   2022's hybrid), so the draw is exact either way;
+3. statistics τ_{t+1}^i = (1/Ñ) Σ_j [τ_t^{J_ij} + h̃_t(ξ_t^{J_ij}, ξ_{t+1}^i)] for each additive
+   functional; the estimate at T-1 is Σ_i ω^i τ^i / Σ_i ω^i.
+
+Memory is O(N) per step unless paths are kept (``keep_paths``: the particles and backward
+indices of every step, from which smoothing trajectories are traced — the new reference of PPG).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.special import logsumexp
+
+__all__ = [
+    "FilterState",
+    "Functional",
+    "finish",
+    "make_pass",
+    "PassResult",
+    "builtin_functional",
+    "particle_pass",
+    "trace_paths",
+]
+
+
+class Functional(NamedTuple):
+    """An additive functional h(x_{0:T-1}) = h_0(x_0) + Σ_{t≥1} h̃_t(x_{t-1}, x_t).
+
+    ``init(x0) -> pytree`` and ``step(x_prev, x, t) -> pytree`` (same structure).
+    """
+
+    init: Callable
+    step: Callable
+
+
+class PassResult(NamedTuple):
+    """Outcome of one (conditional) PaRIS pass."""
+
+    estimate: Any  # Σ_i W_i τ_i at the last step, per functional
+    log_likelihood: jax.Array  # the filter's estimate of log p(y_{0:T-1})
+    log_increments: jax.Array  # (T,) log p̂(y_t | y_{0:t-1})
+    log_weights: jax.Array  # (N,) at the last step
+    particles: jax.Array | None  # (T, N, dx) when paths are kept
+    backward: jax.Array | None  # (T-1, N, Ñ) backward indices into step t, for step t+1
+    acceptance: jax.Array  # mean acceptance of the rejection sampler (1.0 when exact)
+
+
+def _normalised_cdf(log_weights):
+    w = jnp.exp(log_weights - jnp.max(log_weights))
+    cdf = jnp.cumsum(w)
+    return cdf / cdf[-1]
+
+
+def _draw_from(cdf, uniforms):
+    return jnp.minimum(jnp.searchsorted(cdf, uniforms), cdf.shape[0] - 1).astype(jnp.int32)
+
+
+def systematic(key, log_weights, num: int):
+    """Systematic resampling: ``num`` ancestor indices."""
+    u = (jax.random.uniform(key) + jnp.arange(num)) / num
+    return _draw_from(_normalised_cdf(log_weights), u)
+
+
+def multinomial(key, log_weights, num: int):
+    """Multinomial resampling by inverse CDF."""
+    return _draw_from(_normalised_cdf(log_weights), jax.random.uniform(key, (num,)))
+
+
+def _exact_backward(key, log_q, x_prev, log_w, x_new, num_backward: int):
+    """Exact draws: logits (N, N) = log ω_t^ℓ + log q(ξ_{t+1}^i | ξ_t^ℓ); Ñ per row."""
+    logits = log_w[None, :] + jax.vmap(lambda xi: jax.vmap(lambda xl: log_q(xl, xi))(x_prev))(x_new)
+    draws = jax.random.categorical(key, logits, shape=(num_backward, x_new.shape[0]))
+    return draws.T.astype(jnp.int32), jnp.asarray(1.0)
+
+
+def _rejection_backward(
+    key, log_q, x_prev, log_w, x_new, num_backward: int, log_bound, max_trials: int
+):
+    """Bounded-trials rejection sampler with exact fallback (an exact draw overall).
+
+    ``max_trials`` candidates per index from Cat(ω_t), all evaluated in one batch; the first
+    accepted (log u < log q − log bound) is kept; indices with none accepted are drawn exactly,
+    a block of rows at a time.
+    """
+    n = x_new.shape[0]
+    k_cand, k_acc, k_exact = jax.random.split(key, 3)
+    cdf = _normalised_cdf(log_w)
+    cand = _draw_from(cdf, jax.random.uniform(k_cand, (n, num_backward, max_trials)))
+    log_accept = (
+        jax.vmap(lambda xi, c: jax.vmap(jax.vmap(lambda l: log_q(x_prev[l], xi)))(c))(x_new, cand)
+        - log_bound
+    )
+    accepted = jnp.log(jax.random.uniform(k_acc, cand.shape)) < log_accept
+    first = jnp.argmax(accepted, axis=-1)
+    found = jnp.any(accepted, axis=-1)
+    flat = jnp.take_along_axis(cand, first[..., None], axis=-1)[..., 0].reshape(-1)
+    failed = ~found.reshape(-1)
+    block = max(1, min(n * num_backward, max(32, n // 8)))
+    size = n * num_backward
+
+    def pending(state):
+        return jnp.any(state[1])
+
+    def fill(state):
+        indices, failed, key = state
+        key, sub = jax.random.split(key)
+        (rows,) = jnp.nonzero(failed, size=block, fill_value=size)
+        i = jnp.minimum(rows // num_backward, n - 1)
+        logits = log_w[None, :] + jax.vmap(lambda xi: jax.vmap(lambda xl: log_q(xl, xi))(x_prev))(
+            x_new[i]
+        )
+        draws = jax.random.categorical(sub, logits).astype(jnp.int32)
+        indices = indices.at[rows].set(draws, mode="drop")
+        failed = failed.at[rows].set(False, mode="drop")
+        return indices, failed, key
+
+    flat, _, _ = jax.lax.while_loop(pending, fill, (flat, failed, k_exact))
+    return flat.reshape(n, num_backward), jnp.mean(found)
+
+
+class FilterState(NamedTuple):
+    """The particle system at one time step (what the scan carries): O(N) memory."""
+
+    x: jax.Array  # (N, dx)
+    log_w: jax.Array  # (N,)
+    tau: Any  # per functional, (N, ...)
+    log_likelihood: jax.Array  # running estimate of log p(y_{0:t})
+
+
+def make_pass(
+    model,
+    theta: Mapping[str, Any],
+    y,
+    *,
+    num_particles: int,
+    num_backward: int = 2,
+    functional: Functional | None = None,
+    conditional: bool = False,
+    backward: str = "exact",
+    max_trials: int = 8,
+    keep_paths: bool = False,
+):
+    """``(init, step)`` of a (conditional) PaRIS pass, blackjax-style pure functions.
+
+    ``init(key, reference_0) -> FilterState`` at t = 0; ``step(state, (key, t, reference_t))
+    -> (state, out)`` for t ≥ 1, with ``out = (log increment, acceptance[, x_t, J_t])``.
+    ``reference_*`` are ignored unless ``conditional`` (then slot 0 holds the reference).
+    """
+    n = num_particles
+    functional = functional or Functional(lambda x0: (), lambda xp, x, t: ())
+    log_q = lambda xp, x: model.transition_dist(theta, xp).log_prob(x)  # noqa: E731
+    log_g = lambda x, y_t: model.emission_dist(theta, x).log_prob(y_t)  # noqa: E731
+    propagate = jax.vmap(lambda k, xp: model.transition_dist(theta, xp).sample(k))
+    if backward == "rejection":
+        log_bound = model.transition_log_bound(theta)
+
+        def draw_backward(k, x_prev, log_w, x_new):
+            return _rejection_backward(
+                k, log_q, x_prev, log_w, x_new, num_backward, log_bound, max_trials
+            )
+    else:
+
+        def draw_backward(k, x_prev, log_w, x_new):
+            return _exact_backward(k, log_q, x_prev, log_w, x_new, num_backward)
+
+    def init(key, reference_0=None):
+        x0 = model.initial_dist(theta).sample(key, (n,))
+        if conditional:
+            x0 = x0.at[0].set(reference_0)
+        log_w0 = jax.vmap(log_g, (0, None))(x0, y[0])
+        tau0 = jax.vmap(functional.init)(x0)
+        return FilterState(x0, log_w0, tau0, logsumexp(log_w0) - jnp.log(n))
+
+    def step(state, inputs):
+        x, log_w, tau, log_lik = state
+        k, t, reference_t = inputs
+        k_res, k_prop, k_back = jax.random.split(k, 3)
+        if conditional:
+            ancestors = multinomial(k_res, log_w, n)
+        else:
+            ancestors = systematic(k_res, log_w, n)
+        x_new = propagate(jax.random.split(k_prop, n), x[ancestors])
+        if conditional:
+            x_new = x_new.at[0].set(reference_t)
+        log_w_new = jax.vmap(log_g, (0, None))(x_new, y[t])
+        j, acceptance = draw_backward(k_back, x, log_w, x_new)
+
+        def stat(i_row, xi):
+            terms = jax.vmap(
+                lambda jj: jax.tree.map(
+                    lambda a, b: a + b,
+                    jax.tree.map(lambda s: s[jj], tau),
+                    functional.step(x[jj], xi, t),
+                )
+            )(i_row)
+            return jax.tree.map(lambda s: jnp.mean(s, axis=0), terms)
+
+        tau_new = jax.vmap(stat)(j, x_new)
+        inc = logsumexp(log_w_new) - jnp.log(n)
+        out = (inc, acceptance) + ((x_new, j) if keep_paths else ())
+        return FilterState(x_new, log_w_new, tau_new, log_lik + inc), out
+
+    return init, step
+
+
+def finish(state: FilterState, head: FilterState, outs, keep_paths: bool) -> PassResult:
+    """Collect a pass: ``head`` is the state at t = 0, ``outs`` the stacked step outputs."""
+    incs = jnp.concatenate([head.log_likelihood[None], outs[0]])
+    weights = jax.nn.softmax(state.log_w)
+    estimate = jax.tree.map(lambda s: jnp.tensordot(weights, s, axes=1), state.tau)
+    return PassResult(
+        estimate=estimate,
+        log_likelihood=state.log_likelihood,
+        log_increments=incs,
+        log_weights=state.log_w,
+        particles=jnp.concatenate([head.x[None], outs[2]]) if keep_paths else None,
+        backward=outs[3] if keep_paths else None,
+        acceptance=jnp.mean(outs[1]) if outs[1].shape[0] else jnp.asarray(1.0),
+    )
+
+
+def particle_pass(key, model, theta, y, *, reference=None, keep_paths=False, **kw) -> PassResult:
+    """One PaRIS pass over all of ``y`` (conditional on ``reference`` (T, dx) when given).
+
+    Pure and jittable; keywords as :func:`make_pass`.
+    """
+    conditional = reference is not None
+    init, step = make_pass(model, theta, y, conditional=conditional, keep_paths=keep_paths, **kw)
+    num_steps = y.shape[0]
+    ref = reference if conditional else jnp.zeros((num_steps, 1))
+    k0, key = jax.random.split(key)
+    head = init(k0, ref[0])
+    keys = jax.random.split(key, num_steps - 1)
+    state, outs = jax.lax.scan(step, head, (keys, jnp.arange(1, num_steps), ref[1:]))
+    return finish(state, head, outs, keep_paths)
+
+
+def trace_paths(key, result: PassResult, num_paths: int):
+    """Trajectories (num_paths, T, dx) traced back through the backward indices.
+
+    The last state is drawn from Cat(ω_{T-1}); at each earlier step one of the current
+    particle's Ñ backward indices is chosen uniformly (the PPG reference update).
+    """
+    k_last, k_back = jax.random.split(key)
+    last = multinomial(k_last, result.log_weights, num_paths)
+    num_backward = result.backward.shape[-1]
+    choices = jax.random.randint(k_back, (result.backward.shape[0], num_paths), 0, num_backward)
+
+    def back(index, inputs):
+        j, c = inputs  # j: (N, Ñ) indices into step t for particles of step t+1
+        prev = j[index, c]
+        return prev, prev
+
+    _, earlier = jax.lax.scan(back, last, (result.backward, choices), reverse=True)
+    indices = jnp.concatenate([earlier, last[None]])  # (T, num_paths)
+    paths = jax.vmap(lambda xs, idx: xs[idx])(result.particles, indices)  # (T, P, dx)
+    return jnp.swapaxes(paths, 0, 1)
+
+
+def builtin_functional(name: str, model, theta, y) -> Functional:
+    """The built-in additive functionals.
+
+    ``state_sum``: Σ_t x_t; ``state_square_sum``: Σ_t x_t x_tᵀ; ``score``: ∇θ log p_θ(y) by
+    Fisher's identity, Σ_t ∇θ [log q_θ(x_t | x_{t-1}) + log g_θ(y_t | x_t)] (+ the t = 0 terms),
+    with respect to every parameter in its natural parametrisation (a dict like θ).
+    """
+    if name == "state_sum":
+        return Functional(lambda x0: x0, lambda xp, x, t: x)
+    if name == "state_square_sum":
+        return Functional(lambda x0: jnp.outer(x0, x0), lambda xp, x, t: jnp.outer(x, x))
+    if name == "score":
+        return score_functional(model, lambda eta: eta, dict(theta), y)
+    raise KeyError(name)
+
+
+def score_functional(model, to_theta: Callable, eta, y) -> Functional:
+    """∇η of the complete-data log density terms, θ = ``to_theta(η)`` (Fisher's identity)."""
+
+    def head(e, x0):
+        th = to_theta(e)
+        return model.initial_dist(th).log_prob(x0) + model.emission_dist(th, x0).log_prob(y[0])
+
+    def term(e, xp, x, t):
+        th = to_theta(e)
+        return model.transition_dist(th, xp).log_prob(x) + model.emission_dist(th, x).log_prob(y[t])
+
+    return Functional(
+        lambda x0: jax.grad(head)(eta, x0),
+        lambda xp, x, t: jax.grad(term)(eta, xp, x, t),
+    )
