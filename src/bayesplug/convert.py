@@ -67,7 +67,11 @@ def to_inference_data(
 
     posterior = {k: np.asarray(v) for k, v in raw.samples.items()}
     observed = _observed_values(model, data)
-    point = {k: np.asarray(v) for k, v in (raw.point_estimate or {}).items()}
+    # a model whose likelihood depends on optimised quantities (learned inducing inputs) says
+    # so; the default NumPyro path needs every value to carry the (chain, draw) axes
+    point = {}
+    if getattr(model, "log_likelihood_uses_point_estimate", False):
+        point = {k: np.asarray(v) for k, v in (raw.point_estimate or {}).items()}
     log_likelihood = {
         k: np.asarray(v)
         for k, v in model.pointwise_log_likelihood({**point, **posterior}, data).items()

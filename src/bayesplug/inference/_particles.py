@@ -167,6 +167,7 @@ def make_pass(
     ``reference_*`` are ignored unless ``conditional`` (then slot 0 holds the reference).
     """
     n = num_particles
+    theta = jax.tree.map(jnp.asarray, dict(theta))
     functional = functional or Functional(lambda x0: (), lambda xp, x, t: ())
     log_q = lambda xp, x: model.transition_dist(theta, xp).log_prob(x)  # noqa: E731
     log_g = lambda x, y_t: model.emission_dist(theta, x).log_prob(y_t)  # noqa: E731

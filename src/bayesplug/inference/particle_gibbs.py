@@ -115,7 +115,9 @@ class ParticleGibbsBackend:
             "None (smoothing / Gibbs), 'mle' or 'score_climbing'",
             one_of(("mle", "score_climbing")),
         ),
-        "learning_rate": Option(0.05, (float,), "Adam learning rate (learning)", positive),
+        "learning_rate": Option(
+            0.05, (float,), "initial Adam learning rate, decaying as (1 + k/100)^-0.6", positive
+        ),
         "theta_steps": Option(5, (int,), "MALA steps on θ per Gibbs sweep", positive_int),
         "step_size": Option(0.05, (float,), "initial MALA step size (Gibbs)", positive),
         "theta": Option(None, (dict, type(None)), "fix parameters with priors at values"),
@@ -185,7 +187,8 @@ class ParticleGibbsBackend:
                 lp = lp + jnp.sum(transforms[k].log_abs_det_jacobian(v, value))
             return lp
 
-        optimizer = optax.adam(learning_rate)
+        # Robbins–Monro decay (exponent 0.6) so the Markovian gradient noise averages out
+        optimizer = optax.adam(lambda k: learning_rate * (1.0 + k / 100.0) ** -0.6)
         kw = dict(
             num_particles=num_particles,
             num_backward=num_backward,

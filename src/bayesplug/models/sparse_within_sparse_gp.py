@@ -249,6 +249,7 @@ class SparseWithinSparseGP(ModelBase):
     """
 
     name = "sparse_within_sparse_gp"
+    log_likelihood_uses_point_estimate = True  # learned inducing inputs (SVI fits)
     capabilities = frozenset({"continuous", "minibatch"})
     observed_sites = ("y",)
 

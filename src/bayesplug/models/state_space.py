@@ -146,7 +146,7 @@ class StateSpaceModel(ModelBase):
     ...     params={"s": 0.3},
     ... )
     >>> ar1.fixed
-    {'s': Array(0.3, dtype=float32, weak_type=True)}
+    {'s': array(0.3)}
     """
 
     name = "state_space"
@@ -184,9 +184,9 @@ class StateSpaceModel(ModelBase):
             if isinstance(value, dist.Distribution):
                 self.priors[key] = value
             else:
-                try:
-                    self.fixed[key] = jnp.asarray(value)
-                except TypeError:
+                try:  # numpy float64: jax makes it float32 or float64 per the run's precision
+                    self.fixed[key] = np.asarray(value, dtype=float)
+                except (TypeError, ValueError):
                     raise InputError(
                         f"params[{key!r}]",
                         f"is a {type(value).__name__}: expected a number, an array or a NumPyro "
@@ -511,7 +511,11 @@ class LinearGaussianSSM(StateSpaceModel):
 
     # --- exact answers -------------------------------------------------------------------------
     def _theta(self, theta):
-        return self.theta_with(theta) if (self.priors or theta) else dict(self.fixed)
+        """θ for the exact answers: ``theta`` may also override fixed values (for gradients)."""
+        theta = dict(theta or {})
+        out = self.theta_with({k: v for k, v in theta.items() if k in self.priors})
+        out.update({k: jnp.asarray(v) for k, v in theta.items() if k in self.fixed})
+        return out
 
     def kalman_filter(self, y, theta: Mapping[str, Any] | None = None):
         """Filtered means (T, dx), covariances (T, dx, dx) and log p(y_{0:T-1} | θ).
@@ -555,7 +559,7 @@ class LinearGaussianSSM(StateSpaceModel):
         return means, covs, ll0 + jnp.sum(lls)
 
     def log_likelihood(self, y, theta: Mapping[str, Any] | None = None):
-        """Exact log p(y | θ) by the Kalman filter."""
+        """Exact log p(y | θ) by the Kalman filter (differentiable in ``theta``)."""
         return self.kalman_filter(y, theta)[2]
 
     def rts_smoother(self, y, theta: Mapping[str, Any] | None = None):

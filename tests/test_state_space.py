@@ -1,0 +1,370 @@
+"""State-space models, PaRIS and Parisian particle Gibbs, checked against Kalman / RTS answers.
+
+Monte Carlo tolerances: each particle estimate is compared with the exact value within a few
+standard errors measured across independent chains, plus an allowance for the O(1/N) bias of
+PaRIS where the test is not about that bias.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro.distributions as dist
+import pytest
+import scipy.optimize
+from scipy.stats import multivariate_normal
+
+import bayesplug as bp
+from bayesplug.errors import InputError
+from bayesplug.inference.paris import functional_summary
+
+LG = dict(A=0.8, Q=0.5, C=1.0, R=1.0)
+
+
+@pytest.fixture(scope="module")
+def lg_data():
+    lg = bp.models.LinearGaussianSSM(**LG)
+    y = np.asarray(lg.simulate(jax.random.PRNGKey(0), 50)["y"])
+    return lg, y
+
+
+def dense_lgssm(a, q, c, r, p0, steps):
+    """Joint covariance of (x_{0:T-1}, y_{0:T-1}) of a 2-D-state, 1-D-observation LGSSM."""
+    dx = a.shape[0]
+    marg = [p0]
+    for _ in range(1, steps):
+        marg.append(a @ marg[-1] @ a.T + q)
+    cov = np.zeros((steps * dx, steps * dx))
+    for s in range(steps):
+        for t in range(s, steps):
+            block = np.linalg.matrix_power(a, t - s) @ marg[s]
+            cov[t * dx : (t + 1) * dx, s * dx : (s + 1) * dx] = block
+            cov[s * dx : (s + 1) * dx, t * dx : (t + 1) * dx] = block.T
+    big_c = np.kron(np.eye(steps), c)
+    cov_y = big_c @ cov @ big_c.T + r * np.eye(steps)
+    return cov, big_c, cov_y
+
+
+def test_kalman_and_rts_match_the_dense_gaussian():
+    a = np.array([[0.9, 0.1], [0.0, 0.7]])
+    lg = bp.models.LinearGaussianSSM(A=a, Q=[0.3, 0.2], C=[[1.0, 0.5]], R=0.5, P0=[1.0, 1.0])
+    assert (lg.state_dim, lg.obs_dim) == (2, 1)
+    with jax.enable_x64(True):
+        y = np.asarray(lg.simulate(jax.random.PRNGKey(1), 30)["y"])
+        _, _, log_lik = lg.kalman_filter(y)
+        means, covs = lg.rts_smoother(y)
+    cov, big_c, cov_y = dense_lgssm(
+        a, np.diag([0.3, 0.2]), np.array([[1.0, 0.5]]), 0.5, np.eye(2), 30
+    )
+    assert float(log_lik) == pytest.approx(
+        multivariate_normal(np.zeros(30), cov_y).logpdf(y[:, 0]), rel=1e-10
+    )
+    gain = cov @ big_c.T @ np.linalg.inv(cov_y)
+    np.testing.assert_allclose(np.asarray(means).reshape(-1), gain @ y[:, 0], atol=1e-9)
+    post = cov - gain @ big_c @ cov
+    np.testing.assert_allclose(np.asarray(covs)[7], post[14:16, 14:16], atol=1e-9)
+
+
+def exact_answers(lg, y):
+    with jax.enable_x64(True):
+        means, covs = lg.rts_smoother(y)
+
+        def log_lik(th):
+            return lg.log_likelihood(y, th)
+
+        score = jax.grad(log_lik)({k: jnp.asarray(float(v)) for k, v in LG.items()})
+        exact_log_lik = float(lg.log_likelihood(y))
+    return {
+        "state_sum": float(means.sum()),
+        "state_square_sum": float(np.sum(means[:, 0] ** 2 + covs[:, 0, 0])),
+        "score_A": float(score["A"]),
+        "score_Q": float(score["Q"]),
+        "score_R": float(score["R"]),
+        "log_lik": exact_log_lik,
+        "means": np.asarray(means[:, 0]),
+    }
+
+
+@pytest.mark.parametrize("backward", ["exact", "rejection"])
+def test_paris_matches_kalman(lg_data, backward):
+    """State sums, second moments, the score and log p(y) agree with Kalman/RTS (N = 128,
+    16 independent runs; tolerance 4 standard errors plus 1% for PaRIS's O(1/N) bias)."""
+    lg, y = lg_data
+    exact = exact_answers(lg, y)
+    fit = bp.fit(
+        lg,
+        {"y": y},
+        method="paris",
+        num_particles=128,
+        num_chains=16,
+        backward=backward,
+        functionals=["state_sum", "state_square_sum", "score"],
+        num_paths=50,
+        progress=False,
+    )
+    summary = functional_summary(fit)
+    for name in ("state_sum", "state_square_sum", "score_A", "score_Q", "score_R"):
+        mean, se = (float(np.squeeze(v)) for v in summary[name])
+        assert abs(mean - exact[name]) < 4 * se + 0.01 * abs(exact[name]) + 0.05, name
+    ln_z, ln_z_se = fit.log_evidence
+    assert abs(ln_z - exact["log_lik"]) < 4 * ln_z_se + 0.05
+    # traced trajectories: their mean follows the smoothed mean
+    x_mean = fit.samples["x"].mean(axis=0)[:, 0]
+    assert np.max(np.abs(x_mean - exact["means"])) < 0.3
+    if backward == "rejection":
+        assert 0 < fit.idata.attrs["backward_acceptance"] <= 1
+
+
+def test_user_ssm_equals_the_built_in_one(lg_data):
+    lg, y = lg_data
+    user = bp.models.StateSpaceModel(
+        initial=lambda th: dist.Normal(0.0, 1.0),
+        transition=lambda th, x: dist.Normal(th["a"] * x, jnp.sqrt(0.5)),
+        emission=lambda th, x: dist.Normal(x, 1.0),
+        params={"a": 0.8},
+        transition_log_bound=lambda th: -0.5 * jnp.log(2 * jnp.pi * 0.5),
+    )
+    exact = exact_answers(lg, y)
+    fit = bp.fit(
+        user,
+        {"y": y[:, 0]},
+        method="paris",
+        num_particles=128,
+        num_chains=16,
+        functionals={"total": lambda xp, x: x, "sq": "state_square_sum"},
+        backward="rejection",
+        progress=False,
+    )
+    summary = functional_summary(fit)
+    # a user functional fn(x_prev, x) has no t = 0 term: Σ_{t≥1} x_t
+    with jax.enable_x64(True):
+        means, _ = lg.rts_smoother(y)
+    mean, se = (float(np.squeeze(v)) for v in summary["total"])
+    assert abs(mean - float(means[1:].sum())) < 4 * se + 0.05
+    mean, se = (float(np.squeeze(v)) for v in summary["sq"])
+    assert abs(mean - exact["state_square_sum"]) < 4 * se + 0.01 * exact["state_square_sum"]
+
+
+def test_ppg_smoothing_at_fixed_theta(lg_data, tmp_path):
+    lg, y = lg_data
+    exact = exact_answers(lg, y)
+    fit = bp.fit(
+        lg,
+        {"y": y},
+        method="ppg",
+        num_particles=32,
+        num_iterations=300,
+        burn_in=50,
+        num_chains=4,
+        functionals=["state_square_sum"],
+        progress=False,
+    )
+    x = fit.samples["x"][..., 0]  # (draws, T), chains pooled
+    # draws of the whole path: mean within 5 Monte Carlo errors (ESS-based) of the RTS mean
+    ess = np.asarray(bp_ess(fit))
+    assert np.all(np.abs(x.mean(axis=0) - exact["means"]) < 5 * x.std(axis=0) / np.sqrt(ess))
+    mean, se = (float(np.squeeze(v)) for v in functional_summary(fit)["state_square_sum"])
+    assert abs(mean - exact["state_square_sum"]) < 4 * se + 0.01 * exact["state_square_sum"]
+    # save, load and forecast
+    fit.save(tmp_path / "ppg.nc")
+    loaded = bp.load(tmp_path / "ppg.nc")
+    forecast = loaded.predict({"steps_ahead": 5})
+    assert np.asarray(forecast["y"].draws).shape[-2:] == (5, 1)
+
+
+def bp_ess(fit):
+    import arviz as az
+
+    return az.ess(fit.idata, var_names=["x"])["x"].values[:, 0]
+
+
+@pytest.fixture(scope="module")
+def learning_problem():
+    model = bp.models.LinearGaussianSSM(A=dist.Uniform(-1, 1), Q=dist.LogNormal(0, 1), C=1.0, R=1.0)
+    with jax.enable_x64(True):
+        y = np.asarray(model.simulate(jax.random.PRNGKey(3), 200, theta={"A": 0.8, "Q": 0.5})["y"])
+        neg = jax.jit(
+            jax.value_and_grad(lambda p: -model.log_likelihood(y, {"A": p[0], "Q": jnp.exp(p[1])}))
+        )
+        best = scipy.optimize.minimize(
+            lambda p: tuple(np.asarray(v, dtype=float) for v in neg(jnp.asarray(p))),
+            np.array([0.5, 0.0]),
+            jac=True,
+            method="BFGS",
+            options={"gtol": 1e-8},
+        )
+    return model, y, {"A": best.x[0], "Q": np.exp(best.x[1])}
+
+
+@pytest.mark.parametrize("learn", ["mle", "score_climbing"])
+def test_ppg_learning_reaches_the_kalman_mle(learning_problem, learn):
+    """T = 200: the MLE's own standard errors are about 0.05 (A) and 0.1 (Q); the learned
+    values must sit within a fifth of that of the exact Kalman MLE."""
+    model, y, mle = learning_problem
+    fit = bp.fit(
+        model,
+        {"y": y},
+        method="ppg",
+        learn=learn,
+        num_particles=32,
+        num_iterations=400,
+        burn_in=50,
+        num_chains=2,
+        progress=False,
+    )
+    point = fit.point_estimate
+
+    assert abs(float(point["A"]) - mle["A"]) < 0.01
+    assert abs(float(point["Q"]) - mle["Q"]) < 0.02
+    trace = fit.idata.learning_trace
+    assert trace["A"].shape == (2, 400)
+
+
+@pytest.mark.slow
+def test_ppg_gibbs_matches_nuts_on_the_kalman_likelihood(learning_problem):
+    """θ | y by PPG-within-Gibbs against NUTS on the exact marginal likelihood (T = 200)."""
+    import numpyro
+
+    model, y, _ = learning_problem
+
+    def marginal(y):
+        a = numpyro.sample("A", dist.Uniform(-1, 1))
+        q = numpyro.sample("Q", dist.LogNormal(0, 1))
+        numpyro.factor("log_lik", model.log_likelihood(y, {"A": a, "Q": q}))
+
+    with jax.enable_x64(True):
+        ref = bp.fit(
+            marginal,
+            {"y": y},
+            method="nuts",
+            num_warmup=500,
+            num_samples=2000,
+            num_chains=2,
+            progress=False,
+        )
+    fit = bp.fit(
+        model,
+        {"y": y},
+        method="ppg",
+        num_particles=32,
+        num_iterations=1000,
+        burn_in=200,
+        num_chains=4,
+        progress=False,
+    )
+    import arviz as az
+
+    for name in ("A", "Q"):
+        ours, theirs = fit.samples[name], ref.samples[name]
+        mcse = float(az.mcse(fit.idata, var_names=[name])[name])
+        assert abs(float(ours.mean() - theirs.mean())) < 4 * mcse + 0.1 * float(theirs.std()), name
+        assert float(ours.std()) == pytest.approx(float(theirs.std()), rel=0.2), name
+
+
+@pytest.mark.slow
+def test_ppg_bias_is_below_paris_bias_at_small_n(lg_data):
+    """N = 16 over 400 replicates: PaRIS's bias on Σ x_t² is clear; averaging PPG iterations
+    after burn-in removes most of it (the paper's bias-reduction claim)."""
+    lg, y = lg_data
+    exact = exact_answers(lg, y)["state_square_sum"]
+    paris = bp.fit(
+        lg,
+        {"y": y},
+        method="paris",
+        num_particles=16,
+        num_chains=400,
+        backward="exact",
+        functionals=["state_square_sum"],
+        progress=False,
+    )
+    ppg = bp.fit(
+        lg,
+        {"y": y},
+        method="ppg",
+        num_particles=16,
+        num_chains=400,
+        num_iterations=40,
+        burn_in=10,
+        backward="exact",
+        functionals=["state_square_sum"],
+        progress=False,
+    )
+    bias = {}
+    for name, fit in (("paris", paris), ("ppg", ppg)):
+        mean, se = (float(np.squeeze(v)) for v in functional_summary(fit)["state_square_sum"])
+        bias[name] = (mean - exact, se)
+    assert abs(bias["paris"][0]) > 3 * bias["paris"][1]  # PaRIS is measurably biased at N = 16
+    assert abs(bias["ppg"][0]) < 0.5 * abs(bias["paris"][0])
+    assert abs(bias["ppg"][0]) < 4 * bias["ppg"][1] + 0.1 * abs(bias["paris"][0])
+
+
+def test_nuts_fits_the_numpyro_program(lg_data):
+    """The same model as a NumPyro program: NUTS on a short series recovers the RTS means."""
+    lg, y = lg_data
+    short = y[:15]
+    fit = bp.fit(
+        lg,
+        {"y": short},
+        method="nuts",
+        num_warmup=300,
+        num_samples=500,
+        num_chains=2,
+        progress=False,
+    )
+    with jax.enable_x64(True):
+        means, covs = lg.rts_smoother(short)
+    x = fit.samples["x"][..., 0].reshape(-1, 15)
+    assert np.max(np.abs(x.mean(0) - np.asarray(means[:, 0])) / np.sqrt(covs[:, 0, 0])) < 0.25
+    np.testing.assert_allclose(x.std(0), np.sqrt(covs[:, 0, 0]), rtol=0.2)
+
+
+def test_stochastic_volatility_smoothing_with_ppg():
+    """A 1,000-step SV series: the smoothed log-volatility follows the simulated one."""
+    sv = bp.models.StochasticVolatility(phi=0.95, sigma=0.25, beta=0.7)
+    sim = sv.simulate(jax.random.PRNGKey(5), 1000)
+    fit = bp.fit(
+        sv,
+        {"y": np.asarray(sim["y"])},
+        method="ppg",
+        num_particles=64,
+        num_iterations=60,
+        burn_in=20,
+        num_chains=2,
+        progress=False,
+    )
+    smoothed = fit.samples["x"][..., 0].mean(axis=0)
+    truth = np.asarray(sim["x"])[:, 0]
+    assert np.corrcoef(smoothed, truth)[0, 1] > 0.7
+    assert fit.idata.attrs["mode"] == "smooth"
+
+
+def test_bad_input_is_refused(lg_data):
+    lg, y = lg_data
+    bad = y.copy()
+    bad[3] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        bp.fit(lg, {"y": bad}, method="paris", progress=False)
+    with pytest.raises(InputError, match="column"):
+        bp.fit(lg, {"y": np.hstack([y, y])}, method="paris", progress=False)
+    with pytest.raises(InputError, match="positive definite"):
+        bp.models.LinearGaussianSSM(A=np.eye(2), Q=[[1.0, 2.0], [2.0, 1.0]], C=np.eye(2))
+    with pytest.raises(InputError, match="positive"):
+        bp.models.LinearGaussianSSM(R=-1.0)
+    with pytest.raises(InputError, match="at least 2 particles"):
+        bp.fit(lg, {"y": y}, method="paris", num_particles=1, progress=False)
+    with pytest.raises(InputError, match="at least 2 backward"):
+        bp.fit(lg, {"y": y}, method="ppg", num_backward=1, progress=False)
+    with pytest.raises(InputError, match="no parameter with a prior"):
+        bp.fit(lg, {"y": y}, method="ppg", learn="mle", progress=False)
+    with pytest.raises(InputError, match="burn_in"):
+        bp.fit(lg, {"y": y}, method="ppg", num_iterations=10, burn_in=10, progress=False)
+    with pytest.raises(InputError, match="not a built-in functional"):
+        bp.fit(lg, {"y": y}, method="paris", functionals=["state_mean"], progress=False)
+    prior = bp.models.StochasticVolatility(phi=dist.Uniform(-1, 1))
+    with pytest.raises(InputError, match="theta"):
+        bp.fit(prior, {"y": y}, method="paris", progress=False)
+    with pytest.raises(InputError, match="phi"):
+        bp.models.StochasticVolatility(phi=1.2)
+    with pytest.raises(InputError, match="function"):
+        bp.models.StateSpaceModel(initial=None, transition=None, emission=None)
