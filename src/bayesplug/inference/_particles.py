@@ -86,11 +86,26 @@ def multinomial(key, log_weights, num: int):
     return _draw_from(_normalised_cdf(log_weights), jax.random.uniform(key, (num,)))
 
 
+def categorical_rows(key, logits, num: int):
+    """``num`` draws per row of unnormalised ``logits`` (rows, N), by inverse CDF.
+
+    One uniform per draw (Gumbel-max would need N per draw: the cost of the exact backward
+    sampler on CPU is mostly random numbers otherwise).
+    """
+    w = jnp.exp(logits - jnp.max(logits, axis=-1, keepdims=True))
+    cdf = jnp.cumsum(w, axis=-1)
+    u = jax.random.uniform(key, (logits.shape[0], num)) * cdf[:, -1:]
+    idx = jax.vmap(jnp.searchsorted)(cdf, u)
+    return jnp.minimum(idx, logits.shape[-1] - 1).astype(jnp.int32)
+
+
 def _exact_backward(key, log_q, x_prev, log_w, x_new, num_backward: int):
     """Exact draws: logits (N, N) = log ω_t^ℓ + log q(ξ_{t+1}^i | ξ_t^ℓ); Ñ per row."""
     logits = log_w[None, :] + jax.vmap(lambda xi: jax.vmap(lambda xl: log_q(xl, xi))(x_prev))(x_new)
-    draws = jax.random.categorical(key, logits, shape=(num_backward, x_new.shape[0]))
-    return draws.T.astype(jnp.int32), jnp.asarray(1.0)
+    return categorical_rows(key, logits, num_backward), jnp.asarray(1.0)
+
+
+_ROUND = 8  # candidates per index per rejection round
 
 
 def _rejection_backward(
@@ -98,25 +113,54 @@ def _rejection_backward(
 ):
     """Bounded-trials rejection sampler with exact fallback (an exact draw overall).
 
-    ``max_trials`` candidates per index from Cat(ω_t), all evaluated in one batch; the first
-    accepted (log u < log q − log bound) is kept; indices with none accepted are drawn exactly,
-    a block of rows at a time.
+    Candidates from Cat(ω_t) are accepted with probability q / sup q (PaRIS's sampler). A first
+    round tries 8 candidates for every index; the indices still pending are gathered (a static
+    block of at most N Ñ / 16) and retried 8 at a time until each has found one or tried
+    ``max_trials`` (Dau & Chopin 2022's hybrid); the rest are drawn exactly, 32 at a time.
+    Returns the indices and the fraction found by rejection.
     """
     n = x_new.shape[0]
-    k_cand, k_acc, k_exact = jax.random.split(key, 3)
-    cdf = _normalised_cdf(log_w)
-    cand = _draw_from(cdf, jax.random.uniform(k_cand, (n, num_backward, max_trials)))
-    log_accept = (
-        jax.vmap(lambda xi, c: jax.vmap(jax.vmap(lambda l: log_q(x_prev[l], xi)))(c))(x_new, cand)
-        - log_bound
-    )
-    accepted = jnp.log(jax.random.uniform(k_acc, cand.shape)) < log_accept
-    first = jnp.argmax(accepted, axis=-1)
-    found = jnp.any(accepted, axis=-1)
-    flat = jnp.take_along_axis(cand, first[..., None], axis=-1)[..., 0].reshape(-1)
-    failed = ~found.reshape(-1)
-    block = max(1, min(n * num_backward, max(32, n // 8)))
     size = n * num_backward
+    k_first, k_rounds, k_exact = jax.random.split(key, 3)
+    cdf = _normalised_cdf(log_w)
+    rows = jnp.repeat(jnp.arange(n), num_backward)  # the particle i of each flat index
+
+    def attempt(k, which):
+        """8 candidates for each flat index in ``which``: (found, first accepted)."""
+        k_cand, k_acc = jax.random.split(k)
+        cand = _draw_from(cdf, jax.random.uniform(k_cand, (which.shape[0], _ROUND)))
+        xi = x_new[rows[which]]
+        log_accept = (
+            jax.vmap(lambda x, c: jax.vmap(lambda l: log_q(x_prev[l], x))(c))(xi, cand) - log_bound
+        )
+        accepted = jnp.log(jax.random.uniform(k_acc, cand.shape)) < log_accept
+        first = jnp.take_along_axis(cand, jnp.argmax(accepted, -1)[:, None], -1)[:, 0]
+        return jnp.any(accepted, axis=-1), first
+
+    found, flat = attempt(k_first, jnp.arange(size))
+    failed = ~found
+    trials = jnp.full(size, _ROUND)
+    block = max(1, min(size, max(32, size // 16)))
+
+    def retry_pending(state):
+        _, failed, trials, _ = state
+        return jnp.any(failed & (trials < max_trials))
+
+    def retry(state):
+        indices, failed, trials, key = state
+        key, sub = jax.random.split(key)
+        (picked,) = jnp.nonzero(failed & (trials < max_trials), size=block, fill_value=size)
+        safe = jnp.minimum(picked, size - 1)
+        ok, first = attempt(sub, safe)
+        valid = picked < size
+        indices = indices.at[picked].set(jnp.where(ok, first, indices[safe]), mode="drop")
+        failed = failed.at[picked].set(failed[safe] & ~ok, mode="drop")
+        trials = trials.at[picked].add(jnp.where(valid, _ROUND, 0), mode="drop")
+        return indices, failed, trials, key
+
+    flat, failed, _, _ = jax.lax.while_loop(retry_pending, retry, (flat, failed, trials, k_rounds))
+    by_rejection = 1.0 - jnp.mean(failed)
+    exact_block = min(size, 32)
 
     def pending(state):
         return jnp.any(state[1])
@@ -124,18 +168,18 @@ def _rejection_backward(
     def fill(state):
         indices, failed, key = state
         key, sub = jax.random.split(key)
-        (rows,) = jnp.nonzero(failed, size=block, fill_value=size)
-        i = jnp.minimum(rows // num_backward, n - 1)
+        (picked,) = jnp.nonzero(failed, size=exact_block, fill_value=size)
+        i = rows[jnp.minimum(picked, size - 1)]
         logits = log_w[None, :] + jax.vmap(lambda xi: jax.vmap(lambda xl: log_q(xl, xi))(x_prev))(
             x_new[i]
         )
-        draws = jax.random.categorical(sub, logits).astype(jnp.int32)
-        indices = indices.at[rows].set(draws, mode="drop")
-        failed = failed.at[rows].set(False, mode="drop")
+        draws = categorical_rows(sub, logits, 1)[:, 0]
+        indices = indices.at[picked].set(draws, mode="drop")
+        failed = failed.at[picked].set(False, mode="drop")
         return indices, failed, key
 
     flat, _, _ = jax.lax.while_loop(pending, fill, (flat, failed, k_exact))
-    return flat.reshape(n, num_backward), jnp.mean(found)
+    return flat.reshape(n, num_backward), by_rejection
 
 
 class FilterState(NamedTuple):
@@ -157,7 +201,7 @@ def make_pass(
     functional: Functional | None = None,
     conditional: bool = False,
     backward: str = "exact",
-    max_trials: int = 8,
+    max_trials: int = 32,
     keep_paths: bool = False,
 ):
     """``(init, step)`` of a (conditional) PaRIS pass, blackjax-style pure functions.
@@ -168,6 +212,7 @@ def make_pass(
     """
     n = num_particles
     theta = jax.tree.map(jnp.asarray, dict(theta))
+    y = jnp.asarray(y)
     functional = functional or Functional(lambda x0: (), lambda xp, x, t: ())
     log_q = lambda xp, x: model.transition_dist(theta, xp).log_prob(x)  # noqa: E731
     log_g = lambda x, y_t: model.emission_dist(theta, x).log_prob(y_t)  # noqa: E731

@@ -179,7 +179,7 @@ class PaRISBackend:
             "backward sampler: exact O(N²), rejection (needs a transition bound) or auto",
             one_of(("exact", "rejection", "auto")),
         ),
-        "max_trials": Option(8, (int,), "rejection candidates per index", positive_int),
+        "max_trials": Option(32, (int,), "rejection candidates per index", positive_int),
         "functionals": Option(
             None, (list, tuple, dict, str, type(None)), "additive functionals to estimate"
         ),
@@ -201,7 +201,7 @@ class PaRISBackend:
         num_particles: int = 100,
         num_backward: int = 2,
         backward: str = "auto",
-        max_trials: int = 8,
+        max_trials: int = 32,
         functionals=None,
         num_chains: int = 4,
         num_paths: int = 0,

@@ -101,7 +101,7 @@ class ParticleGibbsBackend:
         "backward": Option(
             "auto", (str,), "exact, rejection or auto", one_of(("exact", "rejection", "auto"))
         ),
-        "max_trials": Option(8, (int,), "rejection candidates per index", positive_int),
+        "max_trials": Option(32, (int,), "rejection candidates per index", positive_int),
         "num_iterations": Option(500, (int,), "PPG iterations per chain", positive_int),
         "burn_in": Option(100, (int,), "iterations discarded from estimates/draws", non_negative),
         "thinning": Option(1, (int,), "keep every k-th path", positive_int),
@@ -135,7 +135,7 @@ class ParticleGibbsBackend:
         num_particles: int = 64,
         num_backward: int = 2,
         backward: str = "auto",
-        max_trials: int = 8,
+        max_trials: int = 32,
         num_iterations: int = 500,
         burn_in: int = 100,
         thinning: int = 1,
