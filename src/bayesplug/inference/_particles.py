@@ -99,9 +99,14 @@ def categorical_rows(key, logits, num: int):
     return jnp.minimum(idx, logits.shape[-1] - 1).astype(jnp.int32)
 
 
+def _backward_logits(log_q, x_prev, log_w, x_rows):
+    """Backward-kernel logits per particle ξ^i of ``x_rows``: log ω_t^ℓ + log q(ξ^i | ξ_t^ℓ)."""
+    return log_w[None, :] + jax.vmap(lambda xi: jax.vmap(lambda xl: log_q(xl, xi))(x_prev))(x_rows)
+
+
 def _exact_backward(key, log_q, x_prev, log_w, x_new, num_backward: int):
-    """Exact draws: logits (N, N) = log ω_t^ℓ + log q(ξ_{t+1}^i | ξ_t^ℓ); Ñ per row."""
-    logits = log_w[None, :] + jax.vmap(lambda xi: jax.vmap(lambda xl: log_q(xl, xi))(x_prev))(x_new)
+    """Exact draws from the (N, N) backward kernel; Ñ per row."""
+    logits = _backward_logits(log_q, x_prev, log_w, x_new)
     return categorical_rows(key, logits, num_backward), jnp.asarray(1.0)
 
 
@@ -170,9 +175,7 @@ def _rejection_backward(
         key, sub = jax.random.split(key)
         (picked,) = jnp.nonzero(failed, size=exact_block, fill_value=size)
         i = rows[jnp.minimum(picked, size - 1)]
-        logits = log_w[None, :] + jax.vmap(lambda xi: jax.vmap(lambda xl: log_q(xl, xi))(x_prev))(
-            x_new[i]
-        )
+        logits = _backward_logits(log_q, x_prev, log_w, x_new[i])
         draws = categorical_rows(sub, logits, 1)[:, 0]
         indices = indices.at[picked].set(draws, mode="drop")
         failed = failed.at[picked].set(False, mode="drop")

@@ -36,6 +36,7 @@ from typing import Any, ClassVar
 import jax
 import jax.numpy as jnp
 import numpy as np
+from scipy.special import logsumexp
 
 from ..errors import BayesplugError, InputError, InterruptedRunWarning
 from ..protocols import MAX_TIME, Model, Option, RawResult, non_negative, one_of, positive_int
@@ -288,7 +289,7 @@ def _raw_result(model, th, result, names, num_paths, key, seconds, backward, int
             value = np.asarray(th[name])
             samples[name] = np.broadcast_to(value, (num_chains, num_paths) + value.shape).copy()
     log_lik = np.asarray(result.log_likelihood)
-    log_mean = float(np.log(np.mean(np.exp(log_lik - log_lik.max()))) + log_lik.max())
+    log_mean = float(logsumexp(log_lik) - np.log(num_chains))  # log of the mean of the Z's
     ratio = np.exp(log_lik - log_mean)  # Z_c / mean Z
     se = float(np.std(ratio, ddof=1) / np.sqrt(num_chains)) if num_chains > 1 else float("nan")
     functionals = flatten_estimates(result.estimate)

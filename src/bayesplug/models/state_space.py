@@ -80,6 +80,21 @@ def as_vector_distribution(d: dist.Distribution, dim: int) -> dist.Distribution:
     )
 
 
+def _central_value(prior: dist.Distribution):
+    """The prior's mean; its median where the mean is undefined or infinite (Cauchy, ...), and a
+    fixed-seed draw for distributions that offer neither."""
+    try:
+        mean = prior.mean
+        if bool(jnp.all(jnp.isfinite(mean))):
+            return mean
+    except NotImplementedError:
+        pass
+    try:
+        return prior.icdf(jnp.full(prior.batch_shape + prior.event_shape, 0.5))
+    except NotImplementedError:
+        return prior.sample(jax.random.PRNGKey(0))
+
+
 class _MarkovPath(dist.Distribution):
     """The prior of a whole path x_{0:T-1} (event shape (T, dx)) under an SSM at fixed θ."""
 
@@ -233,17 +248,7 @@ class StateSpaceModel(ModelBase):
         """Fixed values, and each prior's mean (its median where the mean is undefined)."""
         theta = dict(self.fixed)
         for key, prior in self.priors.items():
-            try:
-                value = prior.mean
-                if not bool(jnp.all(jnp.isfinite(value))):
-                    raise ValueError
-            except (NotImplementedError, ValueError):
-                value = (
-                    prior.icdf(0.5)
-                    if hasattr(prior, "icdf")
-                    else prior.sample(jax.random.PRNGKey(0))
-                )
-            theta[key] = value
+            theta[key] = _central_value(prior)
         return theta
 
     def theta_with(self, values: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -371,7 +376,7 @@ class StateSpaceModel(ModelBase):
         }
 
         def one(key, x, th):
-            theta = self.theta_with(th) if self.priors else dict(self.fixed)
+            theta = self.theta_with(th)
             kx, ky = jax.random.split(key)
 
             def step(x, k):
