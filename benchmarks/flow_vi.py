@@ -12,16 +12,24 @@ Problems:
 * ``gp-cc``: hyperparameter posterior of the ``gp`` model (RBF kernel) on the cosmic chronometers;
   reference: a long NUTS run.
 
-Columns: KL = ln Z - ELBO where ln Z is known (ELBO from 4,000 draws), Pareto k-hat, the largest
+Every flow runs with the same settings (``SETTINGS``: 20,000 steps, 64 particles, 20,000 draws,
+``importance=True``), so the families are compared at equal steps.
+
+Columns: KL = ln Z - ELBO where ln Z is known (ELBO from 20,000 draws), Pareto k-hat, the largest
 error of a posterior mean (in posterior standard deviations) and of a posterior std (relative),
 over all coordinates, from the importance-resampled draws (``importance=True``); wall time split
-into set-up + compilation and the rest (training + drawing; for NUTS: sampling). NUTS runs
+into set-up + compilation and the rest (training, the warm start's included, + drawing; for
+NUTS: sampling), and that run time as a multiple of NUTS's on the same problem. NUTS runs
 4 chains x 1,000 draws after 1,000 warmup steps with target_accept 0.9 and reports its divergences.
 ``iaf`` and ``bnaf`` are NumPyro's own ``AutoIAFNormal`` / ``AutoBNAFNormal`` under the same
 training loop.
 
-Run: python benchmarks/flow_vi.py [--problems funnel-2,banana] [--flows maf,iaf]
-(about 15 minutes on 2 CPU cores for everything)
+A last row per problem runs ``maf`` with only 1,000 steps (about a third of NUTS's time on the
+2-D problems). ``--seeds K`` adds a second table: the default flow (``maf``) on funnel-2 and
+banana over seeds 0..K-1, to show how steady KL, k-hat and the errors are.
+
+Run: python benchmarks/flow_vi.py [--problems funnel-2,banana] [--flows maf,iaf] [--seeds 6]
+(about 30 minutes on 2 CPU cores for everything)
 """
 
 from __future__ import annotations
@@ -41,6 +49,8 @@ import bayesplug as bp
 from bayesplug.inference.flows import FLOWS
 
 FLOW_ORDER = ["maf", "nsf", "iaf", "bnaf", "planar", "radial", "full_rank", "diagonal"]
+FAST_STEPS = 1000
+SETTINGS = {"num_steps": 20_000, "num_particles": 64, "num_draws": 20_000, "importance": True}
 
 
 def funnel(d):
@@ -145,22 +155,23 @@ def errors(posterior, exact):
     return mean_err, std_err
 
 
-def run_flow(model, data, log_z, exact, flow):
+def run_flow(model, data, log_z, exact, flow, seed=0, **overrides):
+    """(table cells, run seconds) of one flow_vi fit with ``SETTINGS`` (and ``overrides``)."""
+    options = {**SETTINGS, **overrides}
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fit = bp.fit(
-            model, data, method="flow_vi", flow=flow, importance=True, progress=False, seed=0
-        )
+        fit = bp.fit(model, data, method="flow_vi", flow=flow, progress=False, seed=seed, **options)
     wall = time.perf_counter() - start
     a = fit.idata.attrs
     run = a["training_time"] + a["drawing_time"]
-    kl = f"{log_z - a['elbo']:.3f}" if log_z is not None else "n/a"
+    kl = f"{log_z - a['elbo']:.4f}" if log_z is not None else "n/a"
     mean_err, std_err = errors(fit.idata.posterior, exact)
-    return (
+    cells = (
         f"{kl} | {a['pareto_k']:.2f} | {mean_err:.3f} | {std_err:+.1%} | "
-        f"{a['num_steps_run']} | {wall - run:.1f} | {run:.1f}"
+        f"{a['num_steps_run']} | {wall - run:.1f} | {run:.2f}"
     )
+    return cells, run
 
 
 def run_nuts(model, data, exact):
@@ -174,16 +185,18 @@ def run_nuts(model, data, exact):
     a = fit.idata.attrs
     mean_err, std_err = errors(fit.idata.posterior, exact)
     divergences = int(fit.idata.sample_stats["diverging"].sum())
-    return (
+    cells = (
         f"n/a | n/a | {mean_err:.3f} | {std_err:+.1%} | {divergences} divergences | "
-        f"{wall - a['sampling_time']:.1f} | {a['sampling_time']:.1f}"
+        f"{wall - a['sampling_time']:.1f} | {a['sampling_time']:.2f}"
     )
+    return cells, a["sampling_time"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--problems", default=",".join(PROBLEMS))
     parser.add_argument("--flows", default=",".join(FLOW_ORDER))
+    parser.add_argument("--seeds", type=int, default=0, help="seeds for the steadiness table")
     args = parser.parse_args()
     flows = [f for f in args.flows.split(",") if f]
     unknown = set(flows) - set(FLOWS)
@@ -191,20 +204,37 @@ def main() -> None:
         raise SystemExit(f"unknown flows {sorted(unknown)}; known: {sorted(FLOWS)}")
     print(
         f"# {time.strftime('%Y-%m-%d')}, {platform.machine()}, jax {jax.__version__}, "
-        f"{jax.devices()[0].platform}",
+        f"{jax.devices()[0].platform}, settings {SETTINGS}",
         flush=True,
     )
     print(
         "| problem | method | KL (nats) | k-hat | mean error (sd) | std error | steps "
-        "| set-up + compile (s) | run (s) |",
+        "| set-up + compile (s) | run (s) | run / NUTS run |",
         flush=True,
     )
-    print("|" + "---|" * 9, flush=True)
+    print("|" + "---|" * 10, flush=True)
     for name in args.problems.split(","):
         model, data, log_z, exact = PROBLEMS[name]()
+        nuts_cells, nuts_run = run_nuts(model, data, exact)
         for flow in flows:
-            print(f"| {name} | {flow} | {run_flow(model, data, log_z, exact, flow)} |", flush=True)
-        print(f"| {name} | NUTS | {run_nuts(model, data, exact)} |", flush=True)
+            cells, run = run_flow(model, data, log_z, exact, flow)
+            print(f"| {name} | {flow} | {cells} | {run / nuts_run:.1f} |", flush=True)
+        if "maf" in flows:  # the default flow on a budget: a third of NUTS's time or less
+            cells, run = run_flow(model, data, log_z, exact, "maf", num_steps=FAST_STEPS)
+            print(f"| {name} | maf, {FAST_STEPS} steps | {cells} | {run / nuts_run:.1f} |")
+        print(f"| {name} | NUTS | {nuts_cells} | 1 |", flush=True)
+    if args.seeds:
+        print(
+            "\n| problem | seed | KL (nats) | k-hat | mean error (sd) | std error | steps "
+            "| set-up + compile (s) | run (s) |",
+            flush=True,
+        )
+        print("|" + "---|" * 9, flush=True)
+        for name in ("funnel-2", "banana"):
+            model, data, log_z, exact = PROBLEMS[name]()
+            for seed in range(args.seeds):
+                cells, _ = run_flow(model, data, log_z, exact, "maf", seed=seed)
+                print(f"| {name} | {seed} | {cells} |", flush=True)
 
 
 if __name__ == "__main__":

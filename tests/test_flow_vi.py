@@ -53,16 +53,17 @@ def fit_vi(model, data, **options):
 @pytest.mark.parametrize("flow", sorted(FLOWS))
 def test_every_flow_fits_a_gaussian_posterior_and_its_evidence(flow):
     mean, sd, log_z = exact_two_means()
-    fit = fit_vi(two_means, {"y": Y, "sigma": SIGMA}, flow=flow, seed=0)
+    # tol: early stopping on a plateau (off by default), so the test also shows it stops
+    fit = fit_vi(two_means, {"y": Y, "sigma": SIGMA}, flow=flow, tol=0.01, seed=0)
     attrs = fit.idata.attrs
-    # KL(q || p) = ln Z - ELBO; the ELBO's Monte Carlo error over 4000 draws is ~0.002 here.
+    # KL(q || p) = ln Z - ELBO; the ELBO's Monte Carlo error over 10,000 draws is ~0.001 here.
     kl = log_z - attrs["elbo"]
     assert kl < 0.01 + 3 * attrs["elbo_err"], (flow, kl)
     est, err = fit.log_evidence
     assert abs(est - log_z) < 3 * err + 1e-3, (flow, est, log_z, err)
     mu = fit.idata.posterior["mu"].values.reshape(-1, 2)
-    # 4000 independent draws: the mean's MC error is sd / 63; allow 4 of them plus KL slack.
-    np.testing.assert_allclose(mu.mean(0), mean, atol=4 * sd.max() / 63 + 0.02)
+    # 10,000 independent draws: the mean's MC error is sd / 100; allow 4 of them plus KL slack.
+    np.testing.assert_allclose(mu.mean(0), mean, atol=4 * sd.max() / 100 + 0.02)
     np.testing.assert_allclose(mu.std(0), sd, rtol=0.06)
     assert attrs["stopped_on_plateau"] == 1  # converged before the 10,000-step cap
 
@@ -82,12 +83,12 @@ def test_one_dimensional_targets_work_for_families_that_need_two(flow):
 
 
 def test_funnel_flow_recovers_the_neck_and_the_diagonal_gaussian_is_flagged():
-    # k-hat on the funnel varies with the seed, the depth and the warm start (0.35-1.1 for MAF,
-    # see the benchmark); this configuration is one where the target is met
-    good = fit_vi(funnel, {}, flow="maf", num_flows=12, warm_start=False, importance=True, seed=1)
+    # the default flow and training; k-hat < 0.7 held for 5 of 6 seeds at 20,000 draws (0.49-0.72,
+    # see docs/benchmarks.md), and k-hat's own estimate is steadier with more draws
+    good = fit_vi(funnel, {}, importance=True, num_draws=20_000, seed=0)
     y = good.idata.posterior["y"].values.ravel()
-    assert abs(y.std() - 3.0) < 0.3  # within 10% (the MC error of std over 4000 draws is 0.04)
-    assert abs(y.mean()) < 0.25
+    assert abs(y.std() - 3.0) < 0.15  # within 5% (the MC error of std over 20,000 draws is 0.015)
+    assert abs(y.mean()) < 0.1  # 4 MC errors (3 / sqrt(20,000) = 0.021) plus slack
     report = good.diagnostics()
     assert report["pareto_k"] < 0.7 and report["importance_shift"] < 0.2 and report["ok"], report
     assert good.idata.attrs["draws_are"] == "resampled"
@@ -159,7 +160,7 @@ def test_ctrl_c_keeps_the_flow_trained_so_far(interrupt_at_chunk):
         fit = fit_vi(two_means, {"y": Y, "sigma": SIGMA}, flow="diagonal", num_steps=3000)
     assert fit.idata.attrs["interrupted"] == 1
     assert fit.idata.attrs["num_steps_run"] == 200
-    assert fit.idata.posterior["mu"].shape == (1, 4000, 2)
+    assert fit.idata.posterior["mu"].shape == (1, 10_000, 2)
 
 
 @pytest.mark.parametrize("layer", ["planar", "radial"])

@@ -239,11 +239,15 @@ class Bridge:
         trace = self._trace(u, data)
         return {name: trace[name]["value"] for name in self.info.latent_sites}
 
+    def constrain_with_deterministic(self, u, data: Mapping[str, Any]) -> dict[str, Any]:
+        """Constrained latent *and deterministic* sites at one flat vector ``u`` (jittable)."""
+        return constrain_fn(self.model_fn, (), data, self.unravel(u), return_deterministic=True)
+
     def constrain_many(self, us, data: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Constrained latent *and deterministic* sites at each row of ``us`` (numpy arrays)."""
 
         def one(u):
-            return constrain_fn(self.model_fn, (), data, self.unravel(u), return_deterministic=True)
+            return self.constrain_with_deterministic(u, data)
 
         sites = jax.jit(lambda us: jax.lax.map(one, us, batch_size=512))(jnp.asarray(us))
         return {k: np.asarray(v) for k, v in sites.items()}
