@@ -13,7 +13,9 @@ Problems:
   reference: a long NUTS run.
 
 Every flow runs with the same settings (``SETTINGS``: 20,000 steps, 64 particles, 20,000 draws,
-``importance=True``), so the families are compared at equal steps.
+``importance=True``), so the families are compared at equal steps; ``maf`` and ``nsf`` with
+``tails=True`` (their learned tail layer; off by default in the library, see
+``docs/benchmarks.md``).
 
 Columns: KL = ln Z - ELBO where ln Z is known (ELBO from 20,000 draws), Pareto k-hat, the largest
 error of a posterior mean (in posterior standard deviations) and of a posterior std (relative),
@@ -24,12 +26,15 @@ NUTS: sampling), and that run time as a multiple of NUTS's on the same problem. 
 ``iaf`` and ``bnaf`` are NumPyro's own ``AutoIAFNormal`` / ``AutoBNAFNormal`` under the same
 training loop.
 
-A last row per problem runs ``maf`` with only 1,000 steps (about a third of NUTS's time on the
-2-D problems). ``--seeds K`` adds a second table: the default flow (``maf``) on funnel-2 and
-banana over seeds 0..K-1, to show how steady KL, k-hat and the errors are.
+A last row per problem (``maf, short``) runs ``maf`` on a budget aimed at a third of NUTS's time,
+with the library's 32 particles and 10,000 draws (``SHORT``: on the funnels, the fewest steps
+that kept the std error under 5% in a sweep on 2 CPU cores; on the banana, 5,000 steps, which is
+not enough: it needs about 20,000; 1,000 on the others). ``--seeds K`` adds a
+second table: the default flow (``maf``) with ``SETTINGS`` on funnel-2 and banana, and the
+short budgets, over seeds 0..K-1, to show how steady KL, k-hat and the errors are.
 
 Run: python benchmarks/flow_vi.py [--problems funnel-2,banana] [--flows maf,iaf] [--seeds 6]
-(about 30 minutes on 2 CPU cores for everything)
+(about 37 minutes on 2 CPU cores for everything with --seeds 4)
 """
 
 from __future__ import annotations
@@ -46,11 +51,18 @@ import numpyro
 import numpyro.distributions as dist
 
 import bayesplug as bp
-from bayesplug.inference.flows import FLOWS
+from bayesplug.inference.flows import FLOWS, TAILED
 
 FLOW_ORDER = ["maf", "nsf", "iaf", "bnaf", "planar", "radial", "full_rank", "diagonal"]
-FAST_STEPS = 1000
 SETTINGS = {"num_steps": 20_000, "num_particles": 64, "num_draws": 20_000, "importance": True}
+SHORT_DEFAULTS = {"num_particles": 32, "num_draws": 10_000}
+SHORT = {  # funnels: ~0.3x NUTS on 2 CPU cores; the banana needs ~15,000-20,000 steps for 5%
+    "funnel-2": {"num_steps": 500, "learning_rate": 0.03},
+    "funnel-10": {"num_steps": 1500, "learning_rate": 0.02},
+    "banana": {"num_steps": 5000, "learning_rate": 0.01},
+    "eight-schools": {"num_steps": 1000, "learning_rate": 0.01},
+    "gp-cc": {"num_steps": 1000, "learning_rate": 0.01},
+}
 
 
 def funnel(d):
@@ -156,8 +168,9 @@ def errors(posterior, exact):
 
 
 def run_flow(model, data, log_z, exact, flow, seed=0, **overrides):
-    """(table cells, run seconds) of one flow_vi fit with ``SETTINGS`` (and ``overrides``)."""
-    options = {**SETTINGS, **overrides}
+    """(table cells, run seconds) of one flow_vi fit with ``SETTINGS`` (and ``overrides``);
+    ``maf`` and ``nsf`` with their tail layer (``tails=True``)."""
+    options = {**SETTINGS, **({"tails": True} if flow in TAILED else {}), **overrides}
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -219,9 +232,10 @@ def main() -> None:
         for flow in flows:
             cells, run = run_flow(model, data, log_z, exact, flow)
             print(f"| {name} | {flow} | {cells} | {run / nuts_run:.1f} |", flush=True)
-        if "maf" in flows:  # the default flow on a budget: a third of NUTS's time or less
-            cells, run = run_flow(model, data, log_z, exact, "maf", num_steps=FAST_STEPS)
-            print(f"| {name} | maf, {FAST_STEPS} steps | {cells} | {run / nuts_run:.1f} |")
+        if "maf" in flows:  # the default flow on a budget aimed at a third of NUTS's time
+            short = {**SHORT_DEFAULTS, **SHORT[name]}
+            cells, run = run_flow(model, data, log_z, exact, "maf", **short)
+            print(f"| {name} | maf, short | {cells} | {run / nuts_run:.2f} |", flush=True)
         print(f"| {name} | NUTS | {nuts_cells} | 1 |", flush=True)
     if args.seeds:
         print(
@@ -230,11 +244,18 @@ def main() -> None:
             flush=True,
         )
         print("|" + "---|" * 9, flush=True)
-        for name in ("funnel-2", "banana"):
+        for name, short in [
+            ("funnel-2", False),
+            ("banana", False),
+            ("funnel-2", True),
+            ("funnel-10", True),
+        ]:
             model, data, log_z, exact = PROBLEMS[name]()
+            overrides = {**SHORT_DEFAULTS, **SHORT[name]} if short else {}
+            label = f"{name}, short" if short else name
             for seed in range(args.seeds):
-                cells, _ = run_flow(model, data, log_z, exact, "maf", seed=seed)
-                print(f"| {name} | {seed} | {cells} |", flush=True)
+                cells, _ = run_flow(model, data, log_z, exact, "maf", seed=seed, **overrides)
+                print(f"| {label} | {seed} | {cells} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,9 @@ records the log-determinant as an intermediate). Every family here is a *guide b
 function ``(dim, init_scale, key) -> guide(data)`` over one flat site ``"v"`` of length ``dim``,
 for :mod:`bayesplug.inference.flow_vi`. ``iaf`` and ``bnaf`` are NumPyro's autoguides;
 ``maf`` and ``nsf`` (masked affine autoregressive, and rational-quadratic neural spline coupling)
-are flowjax flows, sampled with their ``sample_and_log_prob`` so no inverse pass is needed.
+are flowjax flows, sampled with their ``sample_and_log_prob`` so no inverse pass is needed, and
+end in an elementwise affine map, preceded with ``tails=True`` by a learned sinh-arcsinh tail
+layer (:mod:`bayesplug.inference._tails`).
 
 Examples
 --------
@@ -54,6 +56,7 @@ FLOWS: dict[str, str] = {
 
 #: Families that need at least two dimensions (a one-dimensional target gets a padding dimension).
 NEEDS_TWO_DIMS = frozenset({"iaf", "bnaf", "maf", "nsf"})
+TAILED = frozenset({"maf", "nsf"})  # the families that take the optional tail layer
 
 
 class _ForwardOnlyTransform(Transform):
@@ -184,14 +187,17 @@ def _gaussian_guide(kind: str, dim: int, init_scale: float):
     return guide
 
 
-def _flowjax_guide(kind: str, dim: int, num_flows: int, init_scale: float, key):
+def _flowjax_guide(kind: str, dim: int, num_flows: int, init_scale: float, key, tails: bool):
     from flowjax.bijections import Affine, RationalQuadraticSpline
     from flowjax.distributions import Normal, Transformed
     from flowjax.experimental.numpyro import register_params
     from flowjax.flows import coupling_flow, masked_autoregressive_flow
 
-    # Standard-normal base, the flow's layers, then a learned elementwise affine map: the layers
-    # work in standardised coordinates (the splines' interval [-4, 4] covers the bulk).
+    from ._tails import SinhArcsinhTails
+
+    # Standard-normal base, the flow's layers, optionally a learned tail layer (heavier or
+    # lighter tails than the base's), then a learned elementwise affine map: the layers work in
+    # standardised coordinates (the splines' interval [-4, 4] covers the bulk).
     base = Normal(jnp.zeros(dim), jnp.ones(dim))
     key = (
         jax.random.wrap_key_data(key) if not jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
@@ -207,6 +213,8 @@ def _flowjax_guide(kind: str, dim: int, num_flows: int, init_scale: float, key):
             invert=False,
         )
 
+    if tails:
+        flow0 = Transformed(flow0, SinhArcsinhTails(jnp.zeros(dim)))
     flow0 = Transformed(flow0, Affine(jnp.zeros(dim), jnp.full(dim, init_scale)))
 
     def guide(data=None):
@@ -219,15 +227,24 @@ def _flowjax_guide(kind: str, dim: int, num_flows: int, init_scale: float, key):
 
 
 def make_guide(
-    kind: str, target: Callable, dim: int, num_flows: int, init_scale: float, key
+    kind: str,
+    target: Callable,
+    dim: int,
+    num_flows: int,
+    init_scale: float,
+    key,
+    tails: bool = False,
 ) -> Callable:
-    """The guide ``guide(data)`` of family ``kind`` over the flat site ``"v"`` of ``target``."""
+    """The guide ``guide(data)`` of family ``kind`` over the flat site ``"v"`` of ``target``;
+    ``tails`` adds the learned tail layer to the families in ``TAILED``."""
+    if tails and kind not in TAILED:
+        raise ValueError(f"tails=True needs one of {sorted(TAILED)}, not {kind!r}")
     if kind in ("planar", "radial"):
         return _paper_flow_guide(kind, dim, num_flows, init_scale, key)
     if kind in ("diagonal", "full_rank"):
         return _gaussian_guide(kind, dim, init_scale)
     if kind in ("maf", "nsf"):
-        return _flowjax_guide(kind, dim, num_flows, init_scale, key)
+        return _flowjax_guide(kind, dim, num_flows, init_scale, key, tails)
     from numpyro.infer.autoguide import AutoBNAFNormal, AutoIAFNormal
 
     if kind == "iaf":
