@@ -51,11 +51,12 @@ import numpyro
 import numpyro.distributions as dist
 
 import bayesplug as bp
+from bayesplug.inference.flow_vi import FlowVIBackend
 from bayesplug.inference.flows import FLOWS, TAILED
 
 FLOW_ORDER = ["maf", "nsf", "iaf", "bnaf", "planar", "radial", "full_rank", "diagonal"]
 SETTINGS = {"num_steps": 20_000, "num_particles": 64, "num_draws": 20_000, "importance": True}
-SHORT_DEFAULTS = {"num_particles": 32, "num_draws": 10_000}
+SHORT_DEFAULTS = {k: FlowVIBackend.options[k].default for k in ("num_particles", "num_draws")}
 SHORT = {  # funnels: ~0.3x NUTS on 2 CPU cores; the banana needs ~15,000-20,000 steps for 5%
     "funnel-2": {"num_steps": 500, "learning_rate": 0.03},
     "funnel-10": {"num_steps": 1500, "learning_rate": 0.02},

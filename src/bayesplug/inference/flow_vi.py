@@ -198,7 +198,6 @@ class FlowVIBackend:
             "patience": patience,
             "max_time": max_time,
             "progress": progress,
-            "tails": tails,
         }
         shift, scale = u0, jnp.ones(dim)
         attrs: dict[str, Any] = {"flow": flow, "num_flows": num_flows, "warm_start_steps": 0}
@@ -240,6 +239,7 @@ class FlowVIBackend:
             main_key,
             num_steps,
             settings,
+            tails=tails,
         )
         run, state, elbo_trace = stage.run, stage.state, stage.elbo
         bad = stage.diverged
@@ -333,7 +333,18 @@ class _Stage:
 
 
 def _train(
-    bridge, data, flow, num_flows, shift, scale, pad, init_scale, key, num_steps, settings
+    bridge,
+    data,
+    flow,
+    num_flows,
+    shift,
+    scale,
+    pad,
+    init_scale,
+    key,
+    num_steps,
+    settings,
+    tails=False,
 ) -> _Stage:
     """Fit ``flow`` to the posterior of ``w``, where ``u = shift + scale * w`` (plus padding)."""
     import numpyro
@@ -359,7 +370,6 @@ def _train(
         w = numpyro.sample(SITE, dist.ImproperUniform(constraints.real_vector, (), shape))
         numpyro.factor("log_joint", log_joint(w, data))
 
-    tails = settings["tails"] and flow in TAILED  # the warm start's diagonal Gaussian has none
     guide = make_guide(flow, target, dim + pad, num_flows, init_scale, guide_key, tails)
     tol, patience = settings["tol"], settings["patience"]
     tx = settings["optimizer"] or adam_with_schedule(

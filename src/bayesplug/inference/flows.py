@@ -193,8 +193,6 @@ def _flowjax_guide(kind: str, dim: int, num_flows: int, init_scale: float, key, 
     from flowjax.experimental.numpyro import register_params
     from flowjax.flows import coupling_flow, masked_autoregressive_flow
 
-    from ._tails import SinhArcsinhTails
-
     # Standard-normal base, the flow's layers, optionally a learned tail layer (heavier or
     # lighter tails than the base's), then a learned elementwise affine map: the layers work in
     # standardised coordinates (the splines' interval [-4, 4] covers the bulk).
@@ -214,6 +212,8 @@ def _flowjax_guide(kind: str, dim: int, num_flows: int, init_scale: float, key, 
         )
 
     if tails:
+        from ._tails import SinhArcsinhTails
+
         flow0 = Transformed(flow0, SinhArcsinhTails(jnp.zeros(dim)))
     flow0 = Transformed(flow0, Affine(jnp.zeros(dim), jnp.full(dim, init_scale)))
 
