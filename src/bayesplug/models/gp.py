@@ -37,6 +37,7 @@ Examples
 --------
 >>> import bayesplug as bp
 >>> cc = bp.datasets.load("cosmic_chronometers")
+>>> # a short run, so it warns of few effective draws; the defaults (4 chains x 1,000) do not
 >>> fit = bp.fit(bp.models.GP(kernel="rbf"), cc, num_warmup=100, num_samples=100,
 ...              num_chains=1, progress=False)
 >>> h0 = fit.predict({"x": [0.0]})
