@@ -64,6 +64,7 @@ True
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 import warnings
@@ -200,24 +201,14 @@ class FlowVIBackend:
             "progress": progress,
         }
         shift, scale = u0, jnp.ones(dim)
+        train = functools.partial(_train, bridge, settings, data)  # one stage of training
         attrs: dict[str, Any] = {"flow": flow, "num_flows": num_flows, "warm_start_steps": 0}
         warm_compile = warm_seconds = 0.0
         if warm_start and flow != "diagonal":
             # Standardise the coordinates with a diagonal Gaussian fitted first: the flow then
             # works where the posterior is about N(0, I), whatever the model's scales.
-            first = _train(
-                bridge,
-                data,
-                "diagonal",
-                1,
-                shift,
-                scale,
-                0,
-                init_scale,
-                warm_key,
-                min(num_steps, WARM_START_STEPS),
-                settings,
-            )
+            warm_steps = min(num_steps, WARM_START_STEPS)
+            first = train("diagonal", 1, shift, scale, 0, init_scale, warm_key, warm_steps)
             attrs["warm_start_steps"] = first.steps
             warm_compile, warm_seconds = first.compile_time, first.run.seconds
             if first.run.interrupted:
@@ -227,20 +218,7 @@ class FlowVIBackend:
             params = first.svi.get_params(first.state)
             shift, scale = shift + params["loc"], params["scale"]
             init_scale = 1.0
-        stage = _train(
-            bridge,
-            data,
-            flow,
-            num_flows,
-            shift,
-            scale,
-            pad,
-            init_scale,
-            main_key,
-            num_steps,
-            settings,
-            tails=tails,
-        )
+        stage = train(flow, num_flows, shift, scale, pad, init_scale, main_key, num_steps, tails)
         run, state, elbo_trace = stage.run, stage.state, stage.elbo
         bad = stage.diverged
         attrs.update(
@@ -334,6 +312,7 @@ class _Stage:
 
 def _train(
     bridge,
+    settings,
     data,
     flow,
     num_flows,
@@ -343,7 +322,6 @@ def _train(
     init_scale,
     key,
     num_steps,
-    settings,
     tails=False,
 ) -> _Stage:
     """Fit ``flow`` to the posterior of ``w``, where ``u = shift + scale * w`` (plus padding)."""
