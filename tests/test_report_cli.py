@@ -4,6 +4,7 @@ import base64
 import re
 import subprocess
 import sys
+from html.parser import HTMLParser
 
 import numpy as np
 
@@ -19,7 +20,66 @@ def test_report_contains_its_figures(cc_gp_fit, tmp_path):
     for image in images:
         assert base64.b64decode(image)[:8] == b"\x89PNG\r\n\x1a\n"
     assert "Posterior predictive" in html and "lengthscale" in html and "<table" in html
-    assert "http" not in html.replace("http-equiv", "")  # self-contained: no external resources
+    assert external_resources(html) == []  # self-contained: nothing to fetch
+
+
+class _ResourceFinder(HTMLParser):
+    """Collects every reference a browser would fetch: URL-valued attributes, <link>, CSS url()."""
+
+    URL_ATTRIBUTES = frozenset({"src", "href", "srcset", "action", "poster", "data", "background"})
+
+    def __init__(self):
+        super().__init__()
+        self.found = []
+        self._in_style = False
+
+    def handle_starttag(self, tag, attrs):
+        self._in_style = tag == "style"
+        for name, value in attrs:
+            if name == "style":
+                self.found += _css_urls(value or "")
+            elif name in self.URL_ATTRIBUTES and value and not _inline(value):
+                self.found.append(f"<{tag} {name}={value[:60]!r}>")
+        if tag == "link":
+            self.found.append(f"<link {dict(attrs)!r}>")
+
+    def handle_endtag(self, tag):
+        self._in_style = False if tag == "style" else self._in_style
+
+    def handle_data(self, data):
+        if self._in_style:
+            self.found += _css_urls(data)
+
+
+def _inline(url):
+    return url.startswith(("data:", "#"))
+
+
+def _css_urls(css):
+    urls = re.findall(r"url\(\s*['\"]?([^'\")]+)", css)
+    urls += re.findall(r"@import\s+['\"]([^'\"]+)", css)
+    return [f"css {url[:60]!r}" for url in urls if not _inline(url)]
+
+
+def external_resources(html):
+    """References in ``html`` to anything outside the file (none in a self-contained page)."""
+    finder = _ResourceFinder()
+    finder.feed(html)
+    return finder.found
+
+
+def test_the_resource_check_sees_external_references():
+    page = '<img src="data:image/png;base64,QUhodHRwcw=="><a href="#top">top</a>'
+    assert external_resources(page) == []  # base64 holding "http" is data, not a reference
+    for bad in [
+        '<script src="https://cdn.example/x.js"></script>',
+        '<link rel="stylesheet" href="style.css">',
+        '<img src="figure.png">',
+        "<style>body { background: url('https://x/y.png') }</style>",
+        "<style>@import 'https://x/y.css';</style>",
+        '<div style="background: url(//x/y.png)"></div>',
+    ]:
+        assert external_resources(page + bad) != [], bad
 
 
 def test_report_of_several_fits_has_the_comparison(normal_fit, tmp_path):

@@ -55,15 +55,17 @@ LONG = {"num_samples": 10_000, "thinning": 2}
     [
         # plain SGLD: mini-batch noise inflates the variance (+18% measured here)
         ("sgld", {"step_size": 5e-5, **LONG}, 0.3),
-        # control variates remove most of that noise (+3% measured)
-        ("sgld", {"step_size": 5e-5, "control_variates": True, **LONG}, 0.12),
+        # control variates remove most of that noise (-2% to +3% at three seeds); a variance's
+        # relative MC error here is 3.3% (ESS of the squared deviations): 0.17 is 5 of them
+        ("sgld", {"step_size": 5e-5, "control_variates": True, **LONG}, 0.17),
         ("sgld", {"step_size": 3e-3, "preconditioning": True, **LONG}, 0.3),
         # SGHMC accumulates gradient noise over its integration steps: without control
-        # variates the variance is +45% even at step 2e-4, with them +7%
+        # variates the variance is +45% even at step 2e-4, with them +7% to +9% at three seeds
+        # (relative MC error 2.6%: 0.22 is the bias plus 5 errors)
         (
             "sghmc",
             {"step_size": 2e-3, "num_integration_steps": 20, "control_variates": True},
-            0.15,
+            0.22,
         ),
     ],
     ids=["sgld", "sgld-cv", "psgld", "sghmc-cv"],
@@ -90,8 +92,10 @@ def test_structured_singleton_groups_give_mean_field_one_group_the_exact_posteri
     joint = draws(fit_sg("structured_sgmcmc", data, groups=[["w0", "w1"]], **options))
     # Gaussian target: the structured mean-field fixed point has the exact mean and variances
     # 1 / Lambda_ii, 1 - rho^2 = 0.51 of the exact ones; one group is plain SGLD (exact).
-    np.testing.assert_allclose(mean_field.var(0), 1 / np.diag(precision), rtol=0.15)
-    np.testing.assert_allclose(joint.var(0), np.diag(cov), rtol=0.15)
+    # Measured at three seeds: mean-field +8.5% to +10% (relative MC error 2%), joint +3%
+    # (MC error 3.2%); 0.2 leaves 5 errors above the mean-field's bias.
+    np.testing.assert_allclose(mean_field.var(0), 1 / np.diag(precision), rtol=0.2)
+    np.testing.assert_allclose(joint.var(0), np.diag(cov), rtol=0.2)
     for w in (mean_field, joint):
         assert np.all(np.abs(w.mean(0) - mean) < 0.25 * np.sqrt(np.diag(cov)))
     assert abs(np.corrcoef(mean_field.T)[0, 1]) < 0.2 < 0.5 < abs(np.corrcoef(joint.T)[0, 1])
@@ -109,7 +113,10 @@ def test_structured_dropout_variant_runs_and_centres(problem):
         control_variates=True,  # start at the mode: the 1,000-sample buffers hold no transient
     )
     w = draws(fit)
-    assert np.all(np.abs(w.mean(0) - mean) < 0.25 * np.sqrt(np.diag(np.linalg.inv(precision))))
+    sd = np.sqrt(np.diag(np.linalg.inv(precision)))
+    ess = float(min(fit.summary()["ess_bulk"]))  # 49-174 at three seeds: the chains mix slowly
+    # as the other test: 4 Monte Carlo errors plus 0.1 sd of bias (0.25 sd flat was 1-3 errors)
+    assert np.all(np.abs(w.mean(0) - mean) < 4 * sd / np.sqrt(ess) + 0.1 * sd), (w.mean(0), ess)
 
 
 def test_minibatch_capability_and_errors(problem):

@@ -56,8 +56,9 @@ Examples
 ...     numpyro.sample("y", dist.Normal(mu, 1), obs=y)
 >>> fit = bp.fit(model, {"y": [1.0, 2.0, 3.0]}, method="flow_vi", flow="diagonal",
 ...              num_steps=1000, progress=False)
->>> round(float(fit.idata.posterior["mu"].mean()), 1)  # exact: 1.99
-2.0
+>>> mu = fit.idata.posterior["mu"]  # exact N(1.99, 0.58^2); 1,000 Adam steps land within ~0.1
+>>> bool(abs(float(mu.mean()) - 1.99) < 0.25)
+True
 >>> fit.diagnostics()["pareto_k"] < 0.5
 True
 """

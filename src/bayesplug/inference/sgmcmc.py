@@ -35,7 +35,8 @@ Examples
 >>> y = np.random.default_rng(0).normal(1.0, 1.0, 1000)
 >>> fit = bp.fit(model, {"y": y}, method="sgld", step_size=1e-4, batch_size=100,
 ...              num_warmup=500, num_samples=1000, progress=False)
->>> bool(abs(fit.idata.posterior["mu"].mean() - y.mean()) < 0.01)  # posterior sd 0.03
+>>> # posterior sd 0.03; the mean's MC error is ~0.003 (bulk ESS ~220): 0.015 is 5 of them
+>>> bool(abs(fit.idata.posterior["mu"].mean() - y.mean()) < 0.015)
 True
 """
 
