@@ -88,9 +88,9 @@ def to_inference_data(
         "created_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         **{f"version_{k}": v for k, v in package_versions().items()},
     }
-    import_path = getattr(model, "import_path", None)
-    if import_path:
-        attrs["model_import_path"] = import_path
+    function = getattr(model, "function_name", None)
+    if function:  # provenance for people: bp.load never imports it
+        attrs["model_function"] = function
     static = getattr(model, "static", None)
     if static:
         attrs["model_static"] = _json(static)

@@ -223,9 +223,11 @@ class Fit:
         import jax
 
         if self.model is None:
+            fitted = self.idata.attrs.get("model_function") or self.idata.attrs.get("model")
             raise BayesplugError(
-                "this fit was loaded without its model, so it cannot predict: call "
-                "bp.load(path, model=...) with the model (or NumPyro function) that was fitted."
+                "this fit was loaded without its model, so it cannot predict (a saved file "
+                "never brings code back with it): call bp.load(path, model=...) with the model "
+                f"or NumPyro function that was fitted (the file says {str(fitted)!r})."
             )
         seed = _check_seed(seed)
         if num_draws is not None and (
@@ -416,5 +418,11 @@ def _check_seed(seed: Any) -> int:
 def data_from_idata(idata) -> dict[str, np.ndarray]:
     """The data a fit was made on, from its ``constant_data`` group."""
     keys = json.loads(idata.attrs.get("data_keys", "[]"))
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        raise ValueError("attribute 'data_keys' is not a list of names")
+    if not keys:
+        return {}
+    if "constant_data" not in idata.groups():
+        raise KeyError(f"the data {keys} are named but the file has no constant_data group")
     constant = idata.constant_data
     return {k: constant[f"data_{k}"].values for k in keys}

@@ -62,15 +62,13 @@ class NumPyroModel(ModelBase):
             self._parameters = {}
 
     @property
-    def import_path(self) -> str | None:
-        """``module:qualname`` when the function can be re-imported after a save, else None."""
-        module, qualname = (
-            getattr(self.fn, "__module__", None),
-            getattr(self.fn, "__qualname__", ""),
-        )
-        if module and "<" not in qualname and module != "__main__":
-            return f"{module}:{qualname}"
-        return None
+    def function_name(self) -> str:
+        """``module:qualname`` of the function, recorded in saved fits for people to read.
+
+        :func:`bayesplug.load` never imports it: a results file is data.
+        """
+        module = getattr(self.fn, "__module__", None) or "?"
+        return f"{module}:{getattr(self.fn, '__qualname__', self.name)}"
 
     def _accepts_any_keyword(self) -> bool:
         return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in self._parameters.values())
