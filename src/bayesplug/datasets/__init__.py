@@ -2,7 +2,7 @@
 
 >>> import bayesplug as bp
 >>> bp.datasets.list()
-['bao', 'cosmic_chronometers']
+['bao', 'cosmic_chronometers', 'functional_tensor_synthetic', 'sf_temperature']
 >>> cc = bp.datasets.load("cosmic_chronometers")
 >>> len(cc), cc["x"].shape
 (3, (31,))
@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import InputError, did_you_mean
 
-__all__ = ["Dataset", "list", "load"]
+__all__ = ["Dataset", "list", "load", "random_folds", "train_test_split"]
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,41 @@ def _bao() -> Dataset:
     )
 
 
-_LOADERS = {"cosmic_chronometers": _cosmic_chronometers, "bao": _bao}
+def _functional_tensor_synthetic() -> Dataset:
+    columns = _read_csv("functional_tensor_synthetic.csv")
+    index = np.stack([np.array(columns["i1"], dtype=float), np.array(columns["i2"], dtype=float)])
+    return Dataset(
+        "functional_tensor_synthetic",
+        {"index": index.T, "y": np.array(columns["y"], dtype=float)},
+        "The synthetic two-mode continuous-indexed tensor of Fang et al. (ICLR 2024, FunBaT): "
+        "1,350 entries at coordinates in [0, 1]^2 (a rank-1 product of two smooth functions), "
+        "with the authors' 50/50 split in extra['split'] (see train_test_split). "
+        "index = (mode-1, mode-2) coordinates, y = value.",
+        {"index": "coordinates (mode 1, mode 2)", "y": "value"},
+        {"split": columns["split"]},
+    )
+
+
+def _sf_temperature() -> Dataset:
+    columns = _read_csv("sf_temperature.csv")
+    index = np.stack([np.array(columns[c], dtype=float) for c in ("day", "hour")])
+    return Dataset(
+        "sf_temperature",
+        {"index": index.T, "y": np.array(columns["temp_f"], dtype=float)},
+        "Hourly San Francisco air temperature in 2010 (deg F) as a two-mode continuous-indexed "
+        "tensor: day of year (1-365) x hour of day (0-23), 8,759 entries (one hour missing). "
+        "From the sf-temps table of vega_datasets 0.9.0 (MIT). Very smooth, like hourly climate "
+        "normals rather than raw station readings. index = (day, hour), y = temperature.",
+        {"index": "(day of year, hour of day)", "y": "temperature [deg F]"},
+    )
+
+
+_LOADERS = {
+    "cosmic_chronometers": _cosmic_chronometers,
+    "bao": _bao,
+    "functional_tensor_synthetic": _functional_tensor_synthetic,
+    "sf_temperature": _sf_temperature,
+}
 
 
 def list() -> builtins.list[str]:  # noqa: A001 - the public name of the contract
@@ -123,3 +157,63 @@ def load(name: str) -> Dataset:
     if name not in _LOADERS:
         raise InputError("name", f"unknown data set {name!r}.", did_you_mean(name, _LOADERS))
     return _LOADERS[name]()
+
+
+def _subset(data: Mapping[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
+    return {k: np.asarray(v)[rows] for k, v in data.items()}
+
+
+def train_test_split(dataset: Dataset) -> tuple[dict, dict]:
+    """The published train/test split of a data set that has one (``extra["split"]``).
+
+    >>> import bayesplug as bp
+    >>> train, test = bp.datasets.train_test_split(bp.datasets.load("functional_tensor_synthetic"))
+    >>> train["index"].shape, test["y"].shape
+    ((675, 2), (675,))
+    """
+    if "split" not in getattr(dataset, "extra", {}):
+        raise InputError(
+            "dataset",
+            f"{getattr(dataset, 'name', 'this data set')!r} has no published split.",
+            "Use bp.datasets.random_folds(data) for random train/test folds.",
+        )
+    split = np.asarray(dataset.extra["split"])
+    return _subset(dataset, np.flatnonzero(split == "train")), _subset(
+        dataset, np.flatnonzero(split == "test")
+    )
+
+
+def random_folds(
+    data: Mapping[str, np.ndarray],
+    num_folds: int = 5,
+    *,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+) -> builtins.list[tuple[dict, dict]]:
+    """``num_folds`` independent random train/test splits of the rows of ``data``.
+
+    Each fold holds out ``test_fraction`` of the rows (at least one), drawn afresh per fold, as
+    in the functional Tucker paper's protocol (five random 80/20 splits). Same ``seed``, same
+    folds.
+
+    >>> import bayesplug as bp
+    >>> folds = bp.datasets.random_folds(bp.datasets.load("sf_temperature"), 5, seed=0)
+    >>> len(folds), folds[0][0]["y"].shape, folds[0][1]["y"].shape
+    (5, (7007,), (1752,))
+    """
+    sizes = {np.shape(v)[0] if np.ndim(v) else None for v in data.values()}
+    if len(sizes) != 1 or None in sizes:
+        raise InputError("data", f"every array needs the same number of rows, got {sizes}.")
+    n = sizes.pop()
+    if isinstance(num_folds, bool) or not isinstance(num_folds, int | np.integer) or num_folds < 1:
+        raise InputError("num_folds", f"expected a positive integer, got {num_folds!r}.")
+    if not 0.0 < float(test_fraction) < 1.0:
+        raise InputError("test_fraction", f"expected a number in (0, 1), got {test_fraction!r}.")
+    rng = np.random.default_rng(seed)
+    num_test = max(1, round(float(test_fraction) * n))
+    folds = []
+    for _ in range(int(num_folds)):
+        order = rng.permutation(n)
+        test, train = np.sort(order[:num_test]), np.sort(order[num_test:])
+        folds.append((_subset(data, train), _subset(data, test)))
+    return folds
