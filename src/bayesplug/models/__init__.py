@@ -6,6 +6,7 @@ import importlib
 from typing import Any
 
 _LAZY = {
+    "FunctionalTucker": "bayesplug.models.functional_tucker",
     "GP": "bayesplug.models.gp",
     "MarginalisedGP": "bayesplug.models.marginalised_gp",
     "MeanFunction": "bayesplug.models.marginalised_gp",
@@ -18,6 +19,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "FunctionalTucker",
     "GP",
     "LinearGaussianSSM",
     "MarginalisedGP",
