@@ -7,7 +7,12 @@ import pytest
 from scipy import stats
 
 from bayesplug.errors import InputError
-from bayesplug.models.kalman import kalman_filter, rts_smoother
+from bayesplug.models.kalman import (
+    backward_sample,
+    information_filter,
+    kalman_filter,
+    rts_smoother,
+)
 from bayesplug.models.matern_sde import discretise, matern_sde, stationary_bridge
 
 ELL, S2 = 0.3, 1.5
@@ -117,3 +122,42 @@ def test_prediction_between_and_beyond_inputs_equals_dense_conditioning():
         np.testing.assert_allclose(pred_mean, m_ref, atol=1e-9)
         np.testing.assert_allclose(pred_var, v_ref, atol=1e-9)
         assert np.all(np.linalg.eigvalsh(np.asarray(cov)) > -1e-12)  # PSD on both sides
+
+
+def test_information_filter_equals_the_covariance_form_and_skips_empty_messages():
+    rng = np.random.default_rng(2)
+    t = np.sort(rng.uniform(0, 2, 10))
+    y = np.sin(4 * t) + rng.normal(0, 0.3, t.size)
+    noise = rng.uniform(0.05, 0.3, t.size)
+    sde, filtered, smoothed = smooth("matern52", t, y, noise)
+    A, Q = discretise(sde, np.diff(t, prepend=t[0]))
+    precision = jnp.asarray(1 / noise)[:, None, None]
+    shift = jnp.asarray(y / noise)[:, None]
+    info = information_filter(jnp.zeros(3), sde.P_inf, A, Q, sde.H, precision, shift)
+    np.testing.assert_allclose(info.mean, filtered.mean, atol=1e-10)
+    np.testing.assert_allclose(info.cov, filtered.cov, atol=1e-10)
+    # a zero message is no observation: the dense posterior without that point
+    precision = precision.at[4].set(0.0)
+    shift = shift.at[4].set(0.0)
+    info = rts_smoother(
+        information_filter(jnp.zeros(3), sde.P_inf, A, Q, sde.H, precision, shift), A, Q
+    )
+    keep = np.arange(t.size) != 4
+    mean, var, _ = dense_posterior(t[keep], y[keep], noise[keep], t, "matern52")
+    np.testing.assert_allclose(info.mean[:, 0], mean, atol=1e-9)
+    np.testing.assert_allclose(info.cov[:, 0, 0], var, atol=1e-9)
+
+
+def test_backward_sampling_draws_the_smoothed_joint_law():
+    rng = np.random.default_rng(3)
+    t = np.sort(rng.uniform(0, 2, 6))
+    y = np.cos(3 * t) + rng.normal(0, 0.2, t.size)
+    sde, filtered, smoothed = smooth("matern32", t, y, np.full(t.size, 0.04))
+    A, _ = discretise(sde, np.diff(t, prepend=t[0]))
+    draws = np.asarray(backward_sample(jax.random.PRNGKey(0), filtered, A, 40_000))[..., 0]
+    K = matern("matern32", t[:, None] - t[None, :])
+    post = K - K @ np.linalg.solve(K + 0.04 * np.eye(t.size), K)
+    sd = np.sqrt(np.diag(post))
+    # 40,000 draws: the mean's MC error is sd / 200, a covariance's about sd_i sd_j / 141
+    np.testing.assert_allclose(draws.mean(0), smoothed.mean[:, 0], atol=float(5 * sd.max() / 200))
+    np.testing.assert_allclose(np.cov(draws.T), post, atol=float(5 * sd.max() ** 2 / 141))

@@ -34,7 +34,15 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-__all__ = ["FilterResult", "SmootherResult", "kalman_filter", "rts_smoother"]
+__all__ = [
+    "FilterResult",
+    "SmootherResult",
+    "backward_sample",
+    "information_filter",
+    "kalman_filter",
+    "rts_smoother",
+    "sqrt_psd",
+]
 
 
 class FilterResult(NamedTuple):
@@ -111,3 +119,68 @@ def rts_smoother(filtered: FilterResult, A, Q) -> SmootherResult:
     mean = jnp.concatenate([m, last[0][None]], axis=0)
     cov = jnp.concatenate([P, last[1][None]], axis=0)
     return SmootherResult(mean, cov, cross)
+
+
+def information_filter(m0, P0, A, Q, H, precision, shift) -> FilterResult:
+    """:func:`kalman_filter` for observations given as Gaussian factors in natural parameters.
+
+    Step j multiplies the predicted state density by exp(−½ uᵀ Λ_j u + uᵀ η_j) with u = H s_j
+    (``precision`` Λ (T, p, p), ``shift`` η (T, p)): a likelihood message, as expectation
+    propagation sends, that may be singular (Λ = 0 is no observation). With B = H P⁻ Hᵀ:
+    m = m⁻ + P⁻ Hᵀ (I + Λ B)⁻¹ (η − Λ H m⁻) and P = P⁻ − P⁻ Hᵀ (I + Λ B)⁻¹ Λ H P⁻, which needs
+    no inverse of Λ. ``log_likelihood`` is not computed (NaN).
+    """
+    eye = jnp.eye(H.shape[0], dtype=jnp.result_type(P0, precision))
+
+    def step(carry, inputs):
+        m, P, first = carry
+        A_j, Q_j, lam, eta = inputs
+        m_pred = jnp.where(first, m, A_j @ m)
+        P_pred = jnp.where(first, P, _symmetric(A_j @ P @ A_j.T + Q_j))
+        PHt = P_pred @ H.T
+        solve = jnp.linalg.solve(
+            eye + lam @ H @ PHt,
+            jnp.concatenate([(eta - lam @ H @ m_pred)[:, None], lam @ H @ P_pred], axis=1),
+        )
+        m_new = m_pred + PHt @ solve[:, 0]
+        P_new = _symmetric(P_pred - PHt @ solve[:, 1:])
+        return (m_new, P_new, False), (m_new, P_new, m_pred, P_pred)
+
+    carry = (jnp.asarray(m0), jnp.asarray(P0), True)
+    _, (m, P, m_pred, P_pred) = jax.lax.scan(step, carry, (A, Q, precision, shift))
+    return FilterResult(m, P, m_pred, P_pred, jnp.asarray(jnp.nan))
+
+
+def sqrt_psd(cov):
+    """A square root L (L Lᵀ = cov) of symmetric positive semi-definite matrices (..., d, d),
+    by eigendecomposition with round-off negatives clipped: defined where Cholesky is not."""
+    eigval, eigvec = jnp.linalg.eigh(cov)
+    return eigvec * jnp.sqrt(jnp.clip(eigval, 0.0))[..., None, :]
+
+
+def backward_sample(rng_key, filtered: FilterResult, A, num_draws: int) -> jax.Array:
+    """Joint draws (num_draws, T, d) of the whole chain given the observations (forward filtering,
+    backward sampling: s_T from its filtered law, then s_j | s_{j+1} with gain
+    G_j = P_j A_{j+1}ᵀ (P⁻_{j+1})⁻¹, mean m_j + G_j (s_{j+1} − m⁻_{j+1}), covariance
+    P_j − G_j P⁻_{j+1} G_jᵀ)."""
+    T, d = filtered.mean.shape
+    noise = jax.random.normal(rng_key, (T, num_draws, d), dtype=filtered.mean.dtype)
+    last = filtered.mean[-1] + noise[-1] @ sqrt_psd(filtered.cov[-1]).T
+
+    def step(s_next, inputs):
+        m, P, m_pred_next, P_pred_next, A_next, z = inputs
+        gain = jnp.linalg.solve(P_pred_next, A_next @ P).T
+        cov = _symmetric(P - gain @ P_pred_next @ gain.T)
+        s = m + (s_next - m_pred_next) @ gain.T + z @ sqrt_psd(cov).T
+        return s, s
+
+    inputs = (
+        filtered.mean[:-1],
+        filtered.cov[:-1],
+        filtered.predicted_mean[1:],
+        filtered.predicted_cov[1:],
+        A[1:],
+        noise[:-1],
+    )
+    _, rest = jax.lax.scan(step, last, inputs, reverse=True)
+    return jnp.swapaxes(jnp.concatenate([rest, last[None]], axis=0), 0, 1)
