@@ -118,7 +118,7 @@ class FunctionalTucker(ModelBase):
     """
 
     name = "functional_tucker"
-    capabilities = frozenset({"continuous", "proper_prior"})
+    capabilities = frozenset({"continuous", "proper_prior", "tucker"})
     observed_sites = ("y",)
     precision = "float64"
 
@@ -249,6 +249,37 @@ class FunctionalTucker(ModelBase):
 
         first = innovations[0] @ chol_p.T
         _, rest = jax.lax.scan(step, first, (A[1:], chol_q[1:], innovations[1:]))
+        return jnp.concatenate([first[None], rest], axis=0)
+
+    def chain(self, k: int, data: Mapping[str, Any]):
+        """Mode k's Matérn SDE and its exact transitions ``(sde, A, Q)`` over the sorted unique
+        scaled coordinates, for fixed hyperparameters (what message passing needs)."""
+        num_modes = self.num_modes(data)
+        for argument in ("lengthscale", "variance"):
+            value = _per_mode(getattr(self, argument), num_modes, argument)[k]
+            if isinstance(value, dist.Distribution):
+                raise InputError(
+                    argument,
+                    "is a prior; message passing (method='cep') needs fixed values.",
+                    "Give a number per mode, or fit with method='nuts' to sample it.",
+                )
+        sde = self._mode_sde(k, num_modes)
+        t = self._scaled(data[f"coords_{k}"], data[f"coords_{k}"])
+        A, Q = discretise(sde, jnp.diff(t, prepend=t[0]))
+        return sde, A, Q
+
+    def innovations(self, sde, coords, states):
+        """The standard-normal ``innovations_k`` (U, R, d) that give ``states`` (U, R, d):
+        the inverse of the non-centred chain of :meth:`model`."""
+        t = self._scaled(coords, coords)
+        A, Q = discretise(sde, jnp.diff(t, prepend=t[0]))
+        jitter = _JITTER * jnp.diag(sde.P_inf).max() * jnp.eye(sde.P_inf.shape[0])
+        chol_q = jnp.linalg.cholesky(Q + jitter)
+        chol_p = jnp.linalg.cholesky(sde.P_inf + jitter)
+        step = states[1:] - jnp.einsum("uij,urj->uri", A[1:], states[:-1])
+        solve = jax.scipy.linalg.solve_triangular
+        rest = jax.vmap(lambda L, r: solve(L, r.T, lower=True).T)(chol_q[1:], step)
+        first = solve(chol_p, states[0].T, lower=True).T
         return jnp.concatenate([first[None], rest], axis=0)
 
     def _core(self, ranks):
