@@ -55,6 +55,7 @@ _BUILTIN_MODELS: dict[str, str] = {
 _BUILTIN_BACKENDS: dict[str, str] = {
     "nuts": "bayesplug.inference.nuts:NUTSBackend",
     "cep": "bayesplug.inference.cep:CEPBackend",
+    "map": "bayesplug.inference.map:MAPBackend",
     "nested": "bayesplug.inference.nested:NestedBackend",
     "flow_vi": "bayesplug.inference.flow_vi:FlowVIBackend",
     "sgld": "bayesplug.inference.sgmcmc:SGLDBackend",

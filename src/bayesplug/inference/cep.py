@@ -60,7 +60,7 @@ from ._loop import run_in_chunks
 
 __all__ = ["CEPBackend", "CEPInfo", "CEPProblem", "CEPState", "init", "step"]
 
-CHUNK = 4096  # entries per streamed block of the per-entry moment sums
+BLOCK_NUMBERS = 2**23  # per-entry second moments held at once while streaming (64 MB)
 # E[τ] at the start, on standardised y (noise sd 0.32 of y's): a start that trusts the data lets
 # the factors take up structure before τ is learned from the residuals. Single starts that did
 # not collapse to zero, 12 seeds each: CP rank 1 on 80 synthetic entries 2 / 10 / 11 of 12 for
@@ -189,10 +189,12 @@ def _product_moments(means, seconds, cp: bool):
     return z1, z2
 
 
-def _stream(problem: CEPProblem, per_block, init_sums):
-    """Σ over entries of ``per_block(rows, mask)`` in blocks of ``CHUNK`` (bounded memory)."""
+def _stream(problem: CEPProblem, per_block, init_sums, width: int):
+    """Σ over entries of ``per_block(rows, mask)``, streamed in blocks whose per-entry second
+    moments (``width``² numbers an entry) fill at most ``BLOCK_NUMBERS``: memory O(P²), not
+    O(N P²)."""
     n = problem.y.shape[0]
-    size = min(CHUNK, n)
+    size = max(1, min(n, BLOCK_NUMBERS // width**2))
     num_blocks = -(-n // size)
 
     def body(sums, b):
@@ -226,7 +228,7 @@ def _mode_messages(state: CEPState, problem: CEPProblem, k: int):
 
     pz = rank if problem.cp else int(np.prod([problem.ranks[j] for j in others]))
     zeros = (jnp.zeros((U, pz, pz), problem.y.dtype), jnp.zeros((U, pz), problem.y.dtype))
-    s2, s1 = _stream(problem, per_block, zeros)
+    s2, s1 = _stream(problem, per_block, zeros, pz)
     w2 = _core_second(state)
     if problem.cp:
         return tau * w2[None] * s2, tau * state.core_mean[None] * s1
@@ -286,7 +288,7 @@ def _full_sums(state: CEPState, problem: CEPProblem):
 
     dtype = problem.y.dtype
     zero = (jnp.zeros((size, size), dtype), jnp.zeros(size, dtype), jnp.zeros((), dtype))
-    return _stream(problem, per_block, zero)
+    return _stream(problem, per_block, zero, size)
 
 
 def step(state: CEPState, problem: CEPProblem, damping: tuple) -> tuple[CEPState, CEPInfo]:
