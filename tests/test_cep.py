@@ -31,6 +31,11 @@ def test_reaches_the_authors_rmse_on_their_synthetic_split(synthetic):
     assert attrs["converged"] == 1 and attrs["num_epochs_run"] < 200
     assert fit.idata.sample_stats["train_rmse"].dims == ("epoch",)
     assert fit.idata.posterior["innovations_0"].shape[:2] == (1, 1000)
+    coords = fit.data["coords_0"].size
+    assert fit.idata.posterior["factor_0"].shape == (1, 1000, coords, 1)
+    # 10,000 new coordinates: the bridges' small LAPACK calls, batched all at once, stalled XLA
+    new = np.random.default_rng(0).uniform(0, 1, (10_000, 2))
+    assert fit.predict({"index": new}, num_draws=100).draws.shape == (100, 10_000)
 
 
 def three_mode_tensor(size=8, seed=0):

@@ -121,8 +121,8 @@ def prepare(model, data: Mapping[str, Any]) -> tuple[CEPProblem, float, float]:
     ranks = tuple(model.mode_ranks(num_modes))
     chains = []
     for k in range(num_modes):
-        sde, A, Q = model.chain(k, data)
-        chains.append(_block_chain(sde, A, Q, ranks[k]))
+        chain = model.chain(k, data)
+        chains.append(_block_chain(chain.sde, chain.A, chain.Q, ranks[k]))
     A, Q, P0, H = (tuple(c[i] for c in chains) for i in range(4))
     problem = CEPProblem(
         (y - offset) / scale,
@@ -332,9 +332,9 @@ def draws(rng_key, state: CEPState, problem: CEPProblem, model, data, num_draws:
         filtered, _ = _smooth_mode(problem, k, state.message_precision[k], state.message_shift[k])
         joint = backward_sample(keys[k], filtered, problem.A[k], num_draws)  # (S, U, R d)
         states = joint.reshape(num_draws, joint.shape[1], rank, -1)
-        sde, _, _ = model.chain(k, data)
-        invert = functools.partial(model.innovations, sde, jnp.asarray(data[f"coords_{k}"]))
-        out[f"innovations_{k}"] = jax.vmap(invert)(states)
+        invert = functools.partial(model.innovations, model.chain(k, data))
+        out[f"innovations_{k}"] = jax.lax.map(invert, states, batch_size=64)
+        out[f"factor_{k}"] = states[..., 0]  # the program's deterministic site
     chol = jnp.linalg.cholesky(state.core_cov + 1e-12 * jnp.eye(state.core_cov.shape[0]))
     core = state.core_mean + jax.random.normal(keys[-2], (num_draws, chol.shape[0])) @ chol.T
     out["core"] = core if problem.cp else core.reshape((num_draws, *problem.ranks))

@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import string
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -58,11 +58,30 @@ import numpyro.distributions as dist
 from .._validation import as_array, as_data_mapping, check_unknown_keys
 from ..errors import InputError, did_you_mean
 from .base import ModelBase
-from .matern_sde import MATERN_SDE_KERNELS, discretise, matern_sde, stationary_bridge
+from .kalman import sqrt_psd
+from .matern_sde import MATERN_SDE_KERNELS, MaternSDE, discretise, matern_sde, stationary_bridge
 
 __all__ = ["FunctionalTucker", "tucker_contract"]
 
 _JITTER = 1e-9  # relative to the stationary variance: the process noise of very short gaps
+
+
+# Many small LAPACK calls batched together (expm, solve, eigh over ~10^4 new coordinates) stalled
+# XLA on CPU here: no progress, no CPU use (jax 0.10.2, 2 cores; 1,752 points ran, 8,784 hung).
+# They run in sequential batches of this size instead.
+LAPACK_BATCH = 256
+
+
+class ModeChain(NamedTuple):
+    """One mode's chain at one hyperparameter setting: the SDE, transitions ``A`` and process
+    noise ``Q`` (U, d, d) over the sorted unique scaled coordinates, and the Cholesky factors
+    ``chol_q`` (of Q + jitter) and ``chol_p`` (of P∞ + jitter) of the non-centred chain."""
+
+    sde: MaternSDE
+    A: jax.Array
+    Q: jax.Array
+    chol_q: jax.Array
+    chol_p: jax.Array
 
 
 def tucker_contract(core, factors: Sequence[jax.Array]) -> jax.Array:
@@ -234,26 +253,36 @@ class FunctionalTucker(ModelBase):
         """Min-max scaling of a mode by its training coordinates (sorted ``coords``)."""
         return (values - coords[0]) / (coords[-1] - coords[0])
 
-    def _states(self, sde, coords, innovations):
-        """The chain's states (U, R, d) from standard-normal ``innovations`` (U, R, d)."""
+    def _mode_chain(self, sde, coords) -> ModeChain:
+        """The chain of one mode at one hyperparameter setting (the LAPACK work, done once)."""
         t = self._scaled(coords, coords)
         A, Q = discretise(sde, jnp.diff(t, prepend=t[0]))
         jitter = _JITTER * jnp.diag(sde.P_inf).max() * jnp.eye(sde.P_inf.shape[0])
         chol_q = jnp.linalg.cholesky(Q + jitter)
         chol_p = jnp.linalg.cholesky(sde.P_inf + jitter)
+        return ModeChain(sde, A, Q, chol_q, chol_p)
+
+    @staticmethod
+    def _run_chain(chain: ModeChain, innovations):
+        """States (U, R, d) from standard-normal ``innovations`` (U, R, d): matrix products only,
+        s_0 = chol(P∞) ε_0, s_j = A_j s_{j-1} + chol(Q_j) ε_j."""
 
         def step(state, inputs):
             A_j, L_j, eps_j = inputs
             new = state @ A_j.T + eps_j @ L_j.T
             return new, new
 
-        first = innovations[0] @ chol_p.T
-        _, rest = jax.lax.scan(step, first, (A[1:], chol_q[1:], innovations[1:]))
+        first = innovations[0] @ chain.chol_p.T
+        _, rest = jax.lax.scan(step, first, (chain.A[1:], chain.chol_q[1:], innovations[1:]))
         return jnp.concatenate([first[None], rest], axis=0)
 
-    def chain(self, k: int, data: Mapping[str, Any]):
-        """Mode k's Matérn SDE and its exact transitions ``(sde, A, Q)`` over the sorted unique
-        scaled coordinates, for fixed hyperparameters (what message passing needs)."""
+    def _states(self, sde, coords, innovations):
+        """The chain's states (U, R, d) from standard-normal ``innovations`` (U, R, d)."""
+        return self._run_chain(self._mode_chain(sde, coords), innovations)
+
+    def chain(self, k: int, data: Mapping[str, Any]) -> ModeChain:
+        """Mode k's chain over its sorted unique scaled coordinates, for fixed hyperparameters
+        (what message passing needs): the SDE, ``A``, ``Q`` and their Cholesky factors."""
         num_modes = self.num_modes(data)
         for argument in ("lengthscale", "variance"):
             value = _per_mode(getattr(self, argument), num_modes, argument)[k]
@@ -263,23 +292,16 @@ class FunctionalTucker(ModelBase):
                     "is a prior; message passing (method='cep') needs fixed values.",
                     "Give a number per mode, or fit with method='nuts' to sample it.",
                 )
-        sde = self._mode_sde(k, num_modes)
-        t = self._scaled(data[f"coords_{k}"], data[f"coords_{k}"])
-        A, Q = discretise(sde, jnp.diff(t, prepend=t[0]))
-        return sde, A, Q
+        return self._mode_chain(self._mode_sde(k, num_modes), data[f"coords_{k}"])
 
-    def innovations(self, sde, coords, states):
-        """The standard-normal ``innovations_k`` (U, R, d) that give ``states`` (U, R, d):
-        the inverse of the non-centred chain of :meth:`model`."""
-        t = self._scaled(coords, coords)
-        A, Q = discretise(sde, jnp.diff(t, prepend=t[0]))
-        jitter = _JITTER * jnp.diag(sde.P_inf).max() * jnp.eye(sde.P_inf.shape[0])
-        chol_q = jnp.linalg.cholesky(Q + jitter)
-        chol_p = jnp.linalg.cholesky(sde.P_inf + jitter)
-        step = states[1:] - jnp.einsum("uij,urj->uri", A[1:], states[:-1])
+    @staticmethod
+    def innovations(chain: ModeChain, states):
+        """The standard-normal ``innovations_k`` (U, R, d) that give ``states`` (U, R, d): the
+        inverse of the non-centred chain of :meth:`model` (triangular solves only)."""
+        step = states[1:] - jnp.einsum("uij,urj->uri", chain.A[1:], states[:-1])
         solve = jax.scipy.linalg.solve_triangular
-        rest = jax.vmap(lambda L, r: solve(L, r.T, lower=True).T)(chol_q[1:], step)
-        first = solve(chol_p, states[0].T, lower=True).T
+        rest = jax.vmap(lambda L, r: solve(L, r.T, lower=True).T)(chain.chol_q[1:], step)
+        first = solve(chain.chol_p, states[0].T, lower=True).T
         return jnp.concatenate([first[None], rest], axis=0)
 
     def _core(self, ranks):
@@ -331,17 +353,37 @@ class FunctionalTucker(ModelBase):
         return index
 
     def predict(self, samples, data, inputs, rng_key) -> dict[str, Any]:
-        """Draws of ``f`` (the noise-free tensor value) and ``y`` at new coordinates."""
+        """Draws of ``f`` (the noise-free tensor value) and ``y`` at new coordinates.
+
+        With fixed hyperparameters the chains and the bridges to the new coordinates are built
+        once and each draw costs matrix products only; with sampled ones they are rebuilt per
+        draw, one draw at a time.
+        """
         new = jnp.asarray(self.validate_inputs(inputs, data))
         data = {k: jnp.asarray(v) for k, v in data.items()}
         num_modes = self.num_modes(data)
         num_draws = next(iter(samples.values())).shape[0]
+        fixed = not any(
+            isinstance(v, dist.Distribution)
+            for argument in ("lengthscale", "variance")
+            for v in _per_mode(getattr(self, argument), num_modes, argument)
+        )
 
-        def one(key, sample):
+        def pieces(sample):
+            out = []
+            for k in range(num_modes):
+                with numpyro.handlers.substitute(data=sample or {}):
+                    sde = self._mode_sde(k, num_modes)
+                coords = data[f"coords_{k}"]
+                out.append((self._mode_chain(sde, coords), self._bridge(sde, coords, new[:, k])))
+            return out
+
+        def one(key, sample, built):
             keys = jax.random.split(key, num_modes + 1)
             rows = []
-            for k in range(num_modes):
-                rows.append(self._predict_factor(keys[k], sample, data, k, new[:, k], num_modes))
+            for k, (chain, bridge) in enumerate(built if fixed else pieces(sample)):
+                states = self._run_chain(chain, sample[f"innovations_{k}"])
+                rows.append(self._apply_bridge(bridge, states, keys[k]))
             f = tucker_contract(sample["core"], rows)
             offset, scale = jnp.mean(data["y"]), jnp.std(data["y"])
             noise = scale / jnp.sqrt(sample["tau"]) * jax.random.normal(keys[-1], f.shape)
@@ -350,28 +392,41 @@ class FunctionalTucker(ModelBase):
         chain_sites = ("innovations_", "lengthscale_", "variance_")
         sites = ("core", "tau") + tuple(name for name in samples if name.startswith(chain_sites))
         draws = {name: jnp.asarray(samples[name]) for name in sites}
-        f, y = jax.jit(jax.vmap(one))(jax.random.split(rng_key, num_draws), draws)
+        keys = jax.random.split(rng_key, num_draws)
+        if fixed:
+            built = jax.jit(lambda: pieces(None))()
+            f, y = jax.jit(jax.vmap(one, in_axes=(0, 0, None)))(keys, draws, built)
+        else:  # per-draw LAPACK work, one draw at a time (see LAPACK_BATCH)
+            f, y = jax.jit(lambda ks, ds: jax.lax.map(lambda a: one(*a, None), (ks, ds)))(
+                keys, draws
+            )
         return {"f": f, "y": y}
 
-    def _predict_factor(self, key, sample, data, k, values, num_modes):
-        """Draw u^k at ``values`` (M,) given one posterior draw of the mode's chain."""
-        coords = data[f"coords_{k}"]
-        with numpyro.handlers.substitute(data=sample):
-            sde = self._mode_sde(k, num_modes)
-        states = self._states(sde, coords, sample[f"innovations_{k}"])  # (U, R, d)
+    def _bridge(self, sde, coords, values):
+        """For each new coordinate: its neighbours' indices and the bridge from their states,
+        ``(left, right, W_left, W_right, root)`` with root rootᵀ the conditional covariance."""
         t = self._scaled(coords, coords)
         x = self._scaled(coords, values)
+        last = t.shape[0] - 1
         right = jnp.searchsorted(t, x)  # first training coordinate >= x
         left = right - 1
-        has_left, has_right = left >= 0, right < t.shape[0]
-        gap_l = jnp.where(has_left, x - t[jnp.clip(left, 0)], jnp.inf)
-        gap_r = jnp.where(has_right, t[jnp.clip(right, 0, t.shape[0] - 1)] - x, jnp.inf)
-        W_l, W_r, cov = jax.vmap(lambda a, b: stationary_bridge(sde, a, b))(gap_l, gap_r)
-        s_l = states[jnp.clip(left, 0)]  # (M, R, d); weight 0 where absent
-        s_r = states[jnp.clip(right, 0, t.shape[0] - 1)]
-        mean = jnp.einsum("mij,mrj->mri", W_l, s_l) + jnp.einsum("mij,mrj->mri", W_r, s_r)
-        # a symmetric square root that tolerates the zero covariance at a training coordinate
-        eigval, eigvec = jnp.linalg.eigh(cov)
-        root = eigvec * jnp.sqrt(jnp.clip(eigval, 0.0))[:, None, :]
-        z = jax.random.normal(key, mean.shape)
+        gap_l = jnp.where(left >= 0, x - t[jnp.clip(left, 0)], jnp.inf)
+        gap_r = jnp.where(right <= last, t[jnp.clip(right, 0, last)] - x, jnp.inf)
+
+        def one(gaps):
+            W_l, W_r, cov = stationary_bridge(sde, *gaps)
+            # a square root that tolerates the zero covariance at a training coordinate
+            return W_l, W_r, sqrt_psd(cov)
+
+        W_l, W_r, root = jax.lax.map(one, (gap_l, gap_r), batch_size=LAPACK_BATCH)
+        return jnp.clip(left, 0), jnp.clip(right, 0, last), W_l, W_r, root
+
+    @staticmethod
+    def _apply_bridge(bridge, states, key):
+        """u at the new coordinates (M, R): a draw of each state given its neighbours' states
+        (weight 0 for a missing neighbour), read off its first component."""
+        left, right, W_l, W_r, root = bridge
+        mean = jnp.einsum("mij,mrj->mri", W_l, states[left])
+        mean = mean + jnp.einsum("mij,mrj->mri", W_r, states[right])
+        z = jax.random.normal(key, mean.shape, dtype=mean.dtype)
         return (mean + jnp.einsum("mij,mrj->mri", root, z))[..., 0]

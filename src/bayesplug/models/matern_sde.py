@@ -88,7 +88,8 @@ def discretise(sde: MaternSDE, deltas) -> tuple[jax.Array, jax.Array]:
     A = expm(F Δ), Q = P∞ − A P∞ Aᵀ (symmetrised; a zero gap gives A = I, Q = 0).
     """
     deltas = jnp.asarray(deltas)
-    A = jax.vmap(lambda d: jax.scipy.linalg.expm(sde.F * d))(deltas)
+    # sequential batches: thousands of batched expm calls at once stalled XLA on CPU here
+    A = jax.lax.map(lambda d: jax.scipy.linalg.expm(sde.F * d), deltas, batch_size=256)
     Q = sde.P_inf - A @ sde.P_inf @ jnp.swapaxes(A, -1, -2)
     return A, 0.5 * (Q + jnp.swapaxes(Q, -1, -2))
 
