@@ -19,6 +19,7 @@ from .errors import (
     BayesplugError,
     ConvergenceWarning,
     IncompatibleMethodError,
+    IncompleteResultWarning,
     InputError,
     InterruptedRunWarning,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "Fit",
     "IncompatibleMethodError",
     "InputError",
+    "IncompleteResultWarning",
     "InterruptedRunWarning",
     "Prediction",
     "compare",

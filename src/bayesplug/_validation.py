@@ -88,3 +88,26 @@ def check_unknown_keys(
             raise InputError(
                 f"{name}[{key!r}]", f"is not an input of {owner}.", did_you_mean(key, allowed)
             )
+
+
+def output_path(path: Any, argument: str = "path"):
+    """A path a result can be written to, checked before any work: parent folders are created,
+    a folder or an unwritable place is refused, naming ``argument``."""
+    import os
+    from pathlib import Path
+
+    try:
+        target = Path(os.fspath(path))
+    except TypeError:
+        raise InputError(argument, f"expected a file path, got {type(path).__name__}.") from None
+    if target.is_dir():
+        raise InputError(argument, f"{str(target)!r} is a folder.", "Give a file name in it.")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(
+            argument, f"its folder {str(target.parent)!r} cannot be created ({exc.strerror})."
+        ) from None
+    if not os.access(target.parent, os.W_OK):
+        raise InputError(argument, f"the folder {str(target.parent)!r} is not writable.")
+    return target

@@ -163,15 +163,61 @@ def fit(
             model, run_data, jax.random.PRNGKey(seed), progress=bool(progress), **options
         )
         start = time.perf_counter()
-        idata = to_inference_data(raw, model, data, method=backend.name, seed=seed, options=options)
+        try:
+            idata = to_inference_data(
+                raw, model, data, method=backend.name, seed=seed, options=options
+            )
+        except Exception as exc:  # the draws are the user's work: never lose them here
+            idata = _draws_only(raw, backend.name, seed, exc)
         idata.attrs["conversion_time"] = time.perf_counter() - start
     result = Fit(idata, model, data, state=raw.state)
     start = time.perf_counter()
-    diagnostics = result.diagnostics()
+    try:
+        diagnostics = result.diagnostics()
+    except Exception as exc:
+        diagnostics = {"messages": []}
+        _warn_incomplete(f"the convergence diagnostics could not be computed ({_why(exc)})")
     idata.attrs["diagnostics_time"] = time.perf_counter() - start
     for message in diagnostics["messages"]:
         warnings.warn(message, ConvergenceWarning, stacklevel=2)
     return result
+
+
+def _why(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _warn_incomplete(what: str) -> None:
+    from .errors import IncompleteResultWarning
+
+    warnings.warn(
+        f"Sampling finished, but {what}. The draws are kept in fit.idata.posterior; save them "
+        "with fit.save(path).",
+        IncompleteResultWarning,
+        stacklevel=4,
+    )
+
+
+def _draws_only(raw, method: str, seed: int, exc: BaseException):
+    """An InferenceData with the posterior draws alone, when the full conversion failed."""
+    import arviz as az
+    import numpy as np
+
+    idata = az.from_dict(
+        posterior={k: np.asarray(v) for k, v in raw.samples.items()},
+        attrs={
+            "method": method,
+            "seed": int(seed),
+            "data_keys": "[]",
+            "interrupted": int(raw.interrupted),
+            "incomplete": _why(exc),
+        },
+    )
+    _warn_incomplete(
+        f"building the full result failed ({_why(exc)}): the log-likelihood, observed data and "
+        "sample statistics are missing"
+    )
+    return idata
 
 
 def load(path: str | os.PathLike, *, model: Any = None) -> Fit:

@@ -63,8 +63,10 @@ def _read_csv(path: str) -> dict:
 
 def _cmd_fit(args) -> int:
     from . import api, datasets
+    from ._validation import output_path
     from .registry import get_model
 
+    output_path(args.out, "--out")  # refused or its folder made before hours of sampling
     model = get_model(args.model, **_parse_options(args.model_option, "--model-option"))
     if args.data in datasets.list():
         data = datasets.load(args.data)

@@ -66,7 +66,7 @@ def to_inference_data(
     import xarray as xr
 
     posterior = {k: np.asarray(v) for k, v in raw.samples.items()}
-    observed = _observed_values(model, data)
+    observed = _observed_values(model, data, posterior)
     # a model whose likelihood depends on optimised quantities (learned inducing inputs) says
     # so; the default NumPyro path needs every value to carry the (chain, draw) axes
     point = {}
@@ -137,12 +137,16 @@ def _dims(name: str, value) -> list[str]:
     return [f"{name}_dim_{i}" for i in range(np.ndim(value))]
 
 
-def _observed_values(model, data) -> dict[str, np.ndarray]:
-    """Values of the observed sites: the data array of the same name, else read from a trace."""
+def _observed_values(model, data, posterior) -> dict[str, np.ndarray]:
+    """Values of the observed sites: the data array of the same name, else read from a trace of
+    the program with the latent sites set to the first posterior draw (never a prior draw: an
+    improper prior has none, and sampling after the run must not be able to fail it)."""
     if all(site in data for site in model.observed_sites):
         return {site: np.asarray(data[site]) for site in model.observed_sites}
     import jax
     from numpyro import handlers
 
-    trace = handlers.trace(handlers.seed(model.model, jax.random.PRNGKey(0))).get_trace(**data)
+    first = {k: np.asarray(v)[(0,) * min(2, np.ndim(v))] for k, v in posterior.items()}
+    program = handlers.substitute(handlers.seed(model.model, jax.random.PRNGKey(0)), data=first)
+    trace = handlers.trace(program).get_trace(**data)
     return {s: np.asarray(trace[s]["value"]) for s in model.observed_sites}

@@ -13,6 +13,7 @@ __all__ = [
     "ConvergenceWarning",
     "IncompatibleMethodError",
     "InputError",
+    "IncompleteResultWarning",
     "InterruptedRunWarning",
     "did_you_mean",
 ]
@@ -67,6 +68,11 @@ class ConvergenceWarning(UserWarning):
 
 class InterruptedRunWarning(UserWarning):
     """A run was interrupted (Ctrl-C, a wall-clock limit) and returned what it had so far."""
+
+
+class IncompleteResultWarning(UserWarning):
+    """Sampling finished but a later step failed: the fit keeps the draws and says what is
+    missing (e.g. the log-likelihood group) and why."""
 
 
 def did_you_mean(name: str, known: Iterable[str]) -> str:

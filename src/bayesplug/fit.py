@@ -383,8 +383,11 @@ class Fit:
 
     # --- persistence ------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:
-        """Write the fit to NetCDF; :func:`bayesplug.load` reads it back."""
-        self.idata.to_netcdf(os.fspath(path))
+        """Write the fit to NetCDF (parent folders are created); :func:`bayesplug.load` reads it
+        back."""
+        from ._validation import output_path
+
+        self.idata.to_netcdf(str(output_path(path)))
 
     def __repr__(self) -> str:
         post = self.idata.posterior

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ._validation import output_path
 from .errors import InputError
 from .fit import Fit
 
@@ -155,6 +156,7 @@ def report(
         fits = dict(fit_or_fits)
     else:
         raise InputError("fit_or_fits", "expected a Fit or a non-empty mapping {name: Fit}.")
+    path = output_path(path)  # checked before the figures are drawn
     body = [f"<h1>{html.escape(title)}</h1>"]
     if len(fits) > 1:
         body.append("<h2>Model comparison</h2>")
@@ -165,6 +167,5 @@ def report(
         f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
         f"<style>{_STYLE}</style></head><body>{''.join(body)}</body></html>"
     )
-    path = Path(path)
     path.write_text(document, encoding="utf-8")
     return path

@@ -1,0 +1,80 @@
+"""Reliability: no run loses its draws after sampling; observed values never need prior draws."""
+
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import pytest
+
+import bayesplug as bp
+from bayesplug.errors import IncompleteResultWarning
+
+X = np.linspace(0, 1, 20)
+Y = 2 * X + np.random.default_rng(0).normal(0, 0.3, 20)
+
+
+def flat_line(x, y=None):
+    """An improper prior and an observed site not named like its data key ("obs" vs "y")."""
+    a = numpyro.sample("a", dist.ImproperUniform(dist.constraints.real, (), ()))
+    numpyro.sample("obs", dist.Normal(a * x, 0.3), obs=y)
+
+
+@pytest.mark.parametrize(
+    ("method", "options"),
+    [
+        ("nuts", {"num_warmup": 200, "num_samples": 200, "num_chains": 1}),
+        ("svi", {"num_steps": 500, "num_draws": 200}),
+    ],
+)
+def test_improper_prior_with_renamed_observed_site_converts(method, options):
+    # stage 1 drew from the prior to read the observed values: NotImplementedError after sampling
+    fit = bp.fit(flat_line, {"x": X, "y": Y}, method=method, progress=False, **options)
+    np.testing.assert_array_equal(fit.idata.observed_data["obs"].values, Y)
+    slope = (X @ Y) / (X @ X)  # the flat-prior posterior mean; sd 0.3 / |x| = 0.12
+    assert abs(float(fit.idata.posterior["a"].mean()) - slope) < 0.1
+    assert fit.idata.log_likelihood["obs"].shape[-1] == 20
+
+
+def test_a_failure_after_sampling_keeps_the_draws(monkeypatch, tmp_path):
+    from bayesplug import api
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the log-likelihood could not be evaluated")
+
+    monkeypatch.setattr("bayesplug.convert.to_inference_data", broken)
+    with pytest.warns(IncompleteResultWarning, match="log-likelihood could not be evaluated"):
+        fit = api.fit(
+            flat_line,
+            {"x": X, "y": Y},
+            num_warmup=100,
+            num_samples=100,
+            num_chains=1,
+            progress=False,
+        )
+    assert fit.idata.posterior["a"].shape == (1, 100)
+    assert "incomplete" in fit.idata.attrs
+    fit.save(tmp_path / "kept.nc")  # the draws can be saved and read back
+    assert bp.load(tmp_path / "kept.nc").idata.posterior["a"].shape == (1, 100)
+
+
+def test_output_paths_are_made_or_refused_before_any_work(
+    normal_fit, tmp_path, monkeypatch, capsys
+):
+    from bayesplug import api
+    from bayesplug.cli import main
+
+    normal_fit.save(tmp_path / "new" / "deeper" / "run.nc")  # parent folders are created
+    assert (tmp_path / "new" / "deeper" / "run.nc").exists()
+    with pytest.raises(bp.InputError, match="is a folder"):
+        normal_fit.save(tmp_path)
+    with pytest.raises(bp.InputError, match="is a folder"):
+        bp.report(normal_fit, tmp_path)
+    (tmp_path / "a_file").write_text("")
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("the fit ran although its output cannot be written")
+
+    monkeypatch.setattr(api, "fit", no_fit)
+    for out in (tmp_path, tmp_path / "a_file" / "run.nc"):
+        code = main(["fit", "gp", "--data", "cosmic_chronometers", "--out", str(out)])
+        assert code == 2
+        assert "--out" in capsys.readouterr().err
