@@ -78,3 +78,46 @@ def test_output_paths_are_made_or_refused_before_any_work(
         code = main(["fit", "gp", "--data", "cosmic_chronometers", "--out", str(out)])
         assert code == 2
         assert "--out" in capsys.readouterr().err
+
+
+def test_numbers_limits_and_quantiles_are_checked(normal_fit, normal_data):
+    from conftest import normal_mean_model
+
+    # NumPy integers are integers
+    fit = bp.fit(
+        normal_mean_model,
+        normal_data,
+        num_warmup=np.int64(50),
+        num_samples=np.int32(50),
+        num_chains=np.int64(1),
+        progress=False,
+    )
+    assert fit.idata.posterior.sizes["draw"] == 50
+    for bad in (0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(bp.InputError, match="max_time.*positive, finite"):
+            bp.fit(normal_mean_model, normal_data, max_time=bad)
+    with pytest.raises(bp.InputError, match="seed.*below 2\\*\\*63"):
+        bp.fit(normal_mean_model, normal_data, seed=2**70)
+    prediction = normal_fit.predict({"y": np.zeros(2)}, num_draws=10)
+    with pytest.raises(bp.InputError, match="quantiles must lie in"):
+        prediction.quantile(float("nan"))
+
+
+def test_flow_start_failure_quotes_the_users_init_scale():
+    import jax.numpy as jnp
+
+    def broken(y=None):
+        mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
+        numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
+        numpyro.factor("nan", jnp.nan)
+
+    with pytest.raises(bp.BayesplugError, match=r"init_scale \(now 0.05\)"):
+        bp.fit(
+            broken,
+            {"y": np.zeros(3)},
+            method="flow_vi",
+            flow="maf",
+            init_scale=0.05,
+            num_steps=200,
+            progress=False,
+        )

@@ -54,6 +54,15 @@ def _resolve_backend(method: Any):
     )
 
 
+def _plain_number(value: Any) -> Any:
+    """NumPy scalars as Python numbers (bools stay bools)."""
+    item = getattr(value, "item", None)
+    kind = getattr(getattr(value, "dtype", None), "kind", "")
+    if item is not None and getattr(value, "shape", None) == () and kind in "iuf":
+        return item()
+    return value
+
+
 def _check_options(backend, options: Mapping[str, Any]) -> dict[str, Any]:
     """Reject unknown options and wrong types before anything is traced; fill defaults."""
     spec = getattr(backend, "options", {})
@@ -65,6 +74,7 @@ def _check_options(backend, options: Mapping[str, Any]) -> dict[str, Any]:
             )
         option = spec[name]
         types = option.types
+        value = _plain_number(value)  # np.int64(500) is as good as 500
         ok = isinstance(value, types)
         if isinstance(value, bool) and bool not in types:
             ok = False

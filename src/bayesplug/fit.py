@@ -116,7 +116,7 @@ class Prediction:
     def quantile(self, q: float | np.ndarray) -> np.ndarray:
         """Predictive quantile(s) for ``q`` in [0, 1]: a number, or an array (leading axis)."""
         q_arr = np.asarray(q, dtype=float)
-        if np.any((q_arr < 0) | (q_arr > 1)):
+        if np.any(~((q_arr >= 0) & (q_arr <= 1))):  # NaN fails both comparisons
             raise InputError("q", f"quantiles must lie in [0, 1], got {q!r}.")
         if self.component_mean is None:
             return np.quantile(self.draws, q_arr, axis=0)
@@ -415,6 +415,8 @@ def _worst(dataset, pick) -> tuple[str, float]:
 def _check_seed(seed: Any) -> int:
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
         raise InputError("seed", f"expected a non-negative integer, got {seed!r}.")
+    if seed >= 2**63:  # JAX keys are built from a 64-bit integer
+        raise InputError("seed", f"must be below 2**63, got {seed!r}.")
     return int(seed)
 
 

@@ -199,4 +199,13 @@ class Backend(Protocol):
 
 
 #: The wall-clock limit every long-running backend offers.
-MAX_TIME = Option(None, (float, int, type(None)), "wall-clock limit in seconds")
+def positive_finite(value: Any) -> str | None:
+    """Option check: a positive, finite number (NaN and infinity are refused)."""
+    import math
+
+    return None if math.isfinite(value) and value > 0 else "must be a positive, finite number"
+
+
+MAX_TIME = Option(
+    None, (float, int, type(None)), "wall-clock limit in seconds (> 0)", positive_finite
+)

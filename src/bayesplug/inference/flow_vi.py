@@ -218,8 +218,10 @@ class FlowVIBackend:
                 )
             params = first.svi.get_params(first.state)
             shift, scale = shift + params["loc"], params["scale"]
-            init_scale = 1.0
-        stage = train(flow, num_flows, shift, scale, pad, init_scale, main_key, num_steps, tails)
+        # after a warm start the flow starts at the fitted Gaussian (unit scale in its
+        # coordinates); messages still quote the user's init_scale, the setting they can change
+        start_scale = 1.0 if warm_start and flow != "diagonal" else init_scale
+        stage = train(flow, num_flows, shift, scale, pad, start_scale, main_key, num_steps, tails)
         run, state, elbo_trace = stage.run, stage.state, stage.elbo
         bad = stage.diverged
         attrs.update(
