@@ -121,3 +121,33 @@ def test_flow_start_failure_quotes_the_users_init_scale():
             num_steps=200,
             progress=False,
         )
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        (None, "no file at"),
+        ("", "no data rows"),
+        ("x,y,yerr\n", "no data rows"),
+        ("x,y,yerr\n0.1,1.0,0.2\n0.2,1.5\n", "data row 2 has 2 fields but the header has 3"),
+        ("x,y,yerr\n0.1,1.0,0.2\n0.2,1.5,NA\n", "'yerr'.*1 missing or non-numeric.*row 2: 'NA'"),
+        ("x,y\n0.1,a\n0.2,b\n", "has no key 'y'"),
+    ],
+)
+def test_cli_csv_problems_are_named_before_fitting(tmp_path, capsys, content, match):
+    from bayesplug.cli import main
+
+    path = tmp_path / "points.csv"
+    if content is not None:
+        path.write_text(content)
+    assert main(["fit", "gp", "--data", str(path), "--out", str(tmp_path / "r.nc")]) == 2
+    assert __import__("re").search(match, capsys.readouterr().err)
+
+
+def test_cli_reads_semicolon_separated_files(tmp_path, monkeypatch):
+    from bayesplug import cli
+
+    path = tmp_path / "points.csv"
+    path.write_text("# a comment\nx;y\n0.1;1.0\n0.2;1.5\n0.3;1.7\n")
+    columns = cli._read_csv(str(path))
+    np.testing.assert_allclose(columns["y"], [1.0, 1.5, 1.7])

@@ -46,18 +46,65 @@ def _cmd_list(args) -> int:
 
 
 def _read_csv(path: str) -> dict:
+    """Numeric columns of a CSV file (comma, semicolon or tab separated; ``#`` comment lines).
+
+    A column whose every cell is text (labels, references) is skipped with a note on stderr; a
+    numeric column with a missing or unreadable cell is an error naming the line, never a
+    silently dropped column.
+    """
+    import csv
+
     import numpy as np
 
-    with open(path, encoding="utf-8") as handle:
-        lines = [line for line in handle if line.strip() and not line.lstrip().startswith("#")]
-    header = [h.strip() for h in lines[0].split(",")]
-    rows = [[c.strip() for c in line.split(",")] for line in lines[1:]]
+    from .errors import InputError
+
+    try:
+        with open(path, encoding="utf-8", newline="") as handle:
+            lines = [ln for ln in handle if ln.strip() and not ln.lstrip().startswith("#")]
+    except FileNotFoundError:
+        raise InputError(
+            "--data",
+            f"no file at {path!r} and no shipped data set of that name.",
+            "Give a CSV file, or a name from 'bayesplug list datasets'.",
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError("--data", f"{path!r} cannot be read as text ({exc}).") from None
+    if len(lines) < 2:
+        raise InputError("--data", f"{path!r} has no data rows (a header and rows expected).")
+    delimiter = max(",;\t", key=lines[0].count)
+    rows = list(csv.reader(lines, delimiter=delimiter))
+    header = [h.strip() for h in rows[0]]
+    for number, row in enumerate(rows[1:], start=1):
+        if len(row) != len(header):
+            raise InputError(
+                "--data",
+                f"{path!r}: data row {number} has {len(row)} fields but the header has "
+                f"{len(header)} ({', '.join(header)}).",
+            )
     columns = {}
     for i, name in enumerate(header):
-        try:
-            columns[name] = np.array([float(r[i]) for r in rows])
-        except ValueError:
-            continue  # text columns (labels, references) are not model inputs
+        cells = [r[i].strip() for r in rows[1:]]
+        values = []
+        for cell in cells:
+            try:
+                values.append(float(cell))
+            except ValueError:
+                values.append(None)
+        bad = [n for n, v in enumerate(values, start=1) if v is None]
+        if len(bad) == len(values):
+            note = f"bayesplug: column {name!r} is text (e.g. {cells[0]!r}): not used"
+            print(note, file=sys.stderr)
+            continue
+        if bad:
+            raise InputError(
+                f"--data column {name!r}",
+                f"has {len(bad)} missing or non-numeric value(s) (first at data row {bad[0]}: "
+                f"{cells[bad[0] - 1]!r}).",
+                "Fill them in or remove those rows; a column is never dropped silently.",
+            )
+        columns[name] = np.array(values, dtype=float)
+    if not columns:
+        raise InputError("--data", f"{path!r} has no numeric column.")
     return columns
 
 
