@@ -151,3 +151,12 @@ def test_cli_reads_semicolon_separated_files(tmp_path, monkeypatch):
     path.write_text("# a comment\nx;y\n0.1;1.0\n0.2;1.5\n0.3;1.7\n")
     columns = cli._read_csv(str(path))
     np.testing.assert_allclose(columns["y"], [1.0, 1.5, 1.7])
+
+
+def test_nested_refuses_a_single_live_point():
+    def model(mu=None):
+        x = numpyro.sample("x", dist.Normal(0.0, 1.0))
+        numpyro.sample("mu", dist.Normal(x, 1.0), obs=mu)
+
+    with pytest.raises(bp.InputError, match="num_live: must be at least 2"):
+        bp.fit(model, {"mu": np.zeros(2)}, method="nested", num_live=1)

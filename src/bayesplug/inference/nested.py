@@ -103,6 +103,11 @@ def _logsumexp(a: np.ndarray, axis: int = 0) -> np.ndarray:
         return np.squeeze(peak, axis=axis) + np.log(np.sum(np.exp(a - peak), axis=axis))
 
 
+def _at_least_two(value) -> str | None:
+    """Option check: nested sampling replaces points among at least two live ones."""
+    return None if value is None or value >= 2 else "must be at least 2"
+
+
 class NestedBackend:
     """Nested slice sampling on the unconstrained space (see the module docstring)."""
 
@@ -112,8 +117,8 @@ class NestedBackend:
         "num_live": Option(
             None,
             (int, type(None)),
-            "live points (default max(100, 25 x dim))",
-            positive_int,
+            "live points, at least 2 (default max(100, 25 x dim))",
+            _at_least_two,
         ),
         "num_delete": Option(
             None,
