@@ -160,3 +160,8 @@ def test_nested_refuses_a_single_live_point():
 
     with pytest.raises(bp.InputError, match="num_live: must be at least 2"):
         bp.fit(model, {"mu": np.zeros(2)}, method="nested", num_live=1)
+
+
+def test_state_space_parameters_that_are_not_numbers_are_named():
+    with pytest.raises(bp.InputError, match="A: expected a number, an array or a NumPyro"):
+        bp.models.LinearGaussianSSM(A="x")

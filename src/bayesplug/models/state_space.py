@@ -457,7 +457,13 @@ class LinearGaussianSSM(StateSpaceModel):
             if isinstance(value, dist.Distribution):
                 shapes[key] = value.batch_shape + value.event_shape
             else:
-                arr = np.asarray(value, dtype=float)
+                try:
+                    arr = np.asarray(value, dtype=float)
+                except (TypeError, ValueError):
+                    raise InputError(
+                        key,
+                        f"expected a number, an array or a NumPyro distribution, got {value!r}.",
+                    ) from None
                 if not np.all(np.isfinite(arr)):
                     raise InputError(key, "contains NaN or infinite values.")
                 shapes[key] = arr.shape
