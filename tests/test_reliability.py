@@ -165,3 +165,39 @@ def test_nested_refuses_a_single_live_point():
 def test_state_space_parameters_that_are_not_numbers_are_named():
     with pytest.raises(bp.InputError, match="A: expected a number, an array or a NumPyro"):
         bp.models.LinearGaussianSSM(A="x")
+
+
+def line(x, y=None):
+    a = numpyro.sample("a", dist.Normal(0, 10))
+    with numpyro.plate("data", x.shape[0]):
+        numpyro.sample("y", dist.Normal(a * x, 1.0), obs=y)
+
+
+def test_observed_values_of_the_wrong_shape_are_refused_not_broadcast():
+    # validation refuses before anything runs
+    with pytest.raises(bp.InputError, match=r"site 'y' of line have shape \(20, 1\).*\(20,\)"):
+        bp.fit(line, {"x": X, "y": Y[:, None]})
+    with pytest.raises(bp.InputError, match=r"shape \(5,\).*draws shape \(20,\)"):
+        bp.fit(line, {"x": X, "y": Y[:5]})
+
+    # a scalar distribution broadcast up to the observations is one term per observation: fine
+    def scalar(y=None):
+        mu = numpyro.sample("mu", dist.Normal(0, 10))
+        numpyro.sample("y", dist.Normal(mu, 1), obs=y)
+
+    fit = bp.fit(scalar, {"y": Y}, num_warmup=50, num_samples=50, num_chains=1, progress=False)
+    assert fit.idata.log_likelihood["y"].shape == (1, 50, 20)
+
+
+def test_plain_function_predictions_check_their_inputs():
+    fit = bp.fit(
+        line, {"x": X, "y": Y}, num_warmup=50, num_samples=50, num_chains=1, progress=False
+    )
+    with pytest.raises(bp.InputError, match=r"inputs\['y'\]: is an observed site"):
+        fit.predict({"x": X, "y": Y})
+    for bad in ({"x": 0.5}, {"x": np.ones((3, 2))}):
+        with pytest.raises(bp.InputError, match=r"inputs\['x'\]: has \d dimension"):
+            fit.predict(bad)
+    with pytest.raises(bp.InputError, match="expected a mapping like the data"):
+        fit.predict(np.array([0.5]))
+    assert fit.predict({"x": np.array([0.5])}).draws.shape == (50, 1)

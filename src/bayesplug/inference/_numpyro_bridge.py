@@ -30,7 +30,7 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -74,6 +74,9 @@ class ModelInfo:
     data_plate_size
         N when every observed and factor site's leading axis is a ``numpyro.plate`` of size N
         (the likelihood factorises over N data, so mini-batches can estimate it), else None.
+    distribution_shapes
+        For each observed site, the shape its distribution draws (batch + event, plates
+        included): the shape the observed values must have, or NumPyro broadcasts them.
     """
 
     latent_sites: tuple[str, ...]
@@ -84,6 +87,7 @@ class ModelInfo:
     improper_sites: tuple[str, ...]
     shapes: dict[str, tuple[int, ...]]
     data_plate_size: int | None = None
+    distribution_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
 
 def _base_distribution(fn):
@@ -127,7 +131,7 @@ def _improper_value(site: dict):
 
 def _classify(trace) -> ModelInfo:
     latent, observed, factors, deterministic, discrete, improper = [], [], [], [], [], []
-    shapes, plate_sizes = {}, set()
+    shapes, plate_sizes, distribution_shapes = {}, set(), {}
     for name, site in trace.items():
         if site["type"] == "deterministic":
             deterministic.append(name)
@@ -137,6 +141,9 @@ def _classify(trace) -> ModelInfo:
             if site["is_observed"]:
                 is_factor = isinstance(site["fn"], numpyro.distributions.distribution.Unit)
                 (factors if is_factor else observed).append(name)
+                if not is_factor:
+                    fn = site["fn"]
+                    distribution_shapes[name] = tuple(fn.batch_shape) + tuple(fn.event_shape)
                 # a factor inside the data plate (one term per datum) subsamples like the data
                 plate_sizes.add(_leading_plate_size(site))
                 continue
@@ -154,6 +161,7 @@ def _classify(trace) -> ModelInfo:
         tuple(improper),
         shapes,
         plate_sizes.pop() if len(plate_sizes) == 1 else None,
+        distribution_shapes,
     )
 
 

@@ -140,6 +140,21 @@ class NumPyroModel(ModelBase):
             )
         if not info.latent_sites:
             raise InputError("model", f"{self.name} has no latent sample site: nothing to infer.")
+        for site in info.observed_sites:
+            given, drawn = info.shapes[site], info.distribution_shapes.get(site, info.shapes[site])
+            try:  # a distribution may broadcast up to the observations, never past them
+                ok = np.broadcast_shapes(given, drawn) == given
+            except ValueError:
+                ok = False
+            if not ok:
+                raise InputError(
+                    "data",
+                    f"the values observed at site {site!r} of {self.name} have shape {given}, "
+                    f"but the site's distribution draws shape {drawn}: NumPyro would broadcast "
+                    "them into a wrong likelihood (or fail).",
+                    "Reshape the observations (e.g. y.ravel()) or check the lengths of the "
+                    "data arrays.",
+                )
         self.info = info
         self.observed_sites = info.observed_sites
         capabilities = set()
@@ -160,11 +175,39 @@ class NumPyroModel(ModelBase):
         """Posterior predictive of the observed sites at ``inputs`` (``fn(**inputs)``)."""
         from numpyro.infer import Predictive
 
+        if not isinstance(inputs, Mapping):
+            raise InputError(
+                "inputs",
+                f"expected a mapping like the data, got {type(inputs).__name__}.",
+                f"Pass e.g. {{{next(iter(data), 'x')!r}: values}}.",
+            )
         inputs = dict(inputs)
         self._check_keys(inputs, "inputs")
+        given = sorted(set(inputs) & set(self.observed_sites))
+        if given:
+            raise InputError(
+                f"inputs[{given[0]!r}]",
+                "is an observed site: predictions of it are drawn, not given.",
+                "Leave it out of inputs.",
+            )
         arrays, static = self._split(inputs, "inputs")
+        for key, value in arrays.items():
+            if key in data and np.ndim(value) != np.ndim(data[key]):
+                raise InputError(
+                    f"inputs[{key!r}]",
+                    f"has {np.ndim(value)} dimension(s) but data[{key!r}] had "
+                    f"{np.ndim(data[key])} (shape {np.shape(data[key])}).",
+                    "Give new values with the data's dimensions (any length).",
+                )
         fn = functools.partial(self.fn, **{**self.static, **static})
         predictive = Predictive(
             fn, posterior_samples=dict(samples), return_sites=list(self.observed_sites)
         )
-        return dict(predictive(rng_key, **arrays))
+        try:
+            return dict(predictive(rng_key, **arrays))
+        except Exception as exc:
+            raise InputError(
+                "inputs",
+                f"running {self.name}(**inputs) failed with {type(exc).__name__}: {exc}",
+                "Give the inputs with the data's shapes (the function is called with them).",
+            ) from None
