@@ -201,3 +201,15 @@ def test_plain_function_predictions_check_their_inputs():
     with pytest.raises(bp.InputError, match="expected a mapping like the data"):
         fit.predict(np.array([0.5]))
     assert fit.predict({"x": np.array([0.5])}).draws.shape == (50, 1)
+
+
+def test_a_non_finite_evidence_is_flagged(normal_fit):
+    import copy
+
+    fit = copy.copy(normal_fit)
+    fit.idata = normal_fit.idata.copy()
+    fit.idata.attrs["log_evidence"] = -3.8e58
+    fit.idata.attrs["log_evidence_err"] = float("nan")
+    report = fit.diagnostics()
+    assert not report["ok"]
+    assert any("evidence estimate is not a number" in m for m in report["messages"])

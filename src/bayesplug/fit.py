@@ -316,6 +316,14 @@ class Fit:
                 "The run was interrupted and holds only part of the draws asked for; "
                 "treat its estimates as provisional."
             )
+        if self.log_evidence is not None and not all(map(math.isfinite, self.log_evidence)):
+            value, error = self.log_evidence
+            messages.append(
+                f"The evidence estimate is not a number (ln Z = {value:g} ± {error:g}): the "
+                "likelihood under- or overflowed in floating point, so ln Z and its error cannot "
+                "be used. Rescale the data (or the model's units) so that likelihood values stay "
+                "moderate, or check the model for impossible values."
+            )
         if "sample_stats" in self.idata.groups() and "diverging" in self.idata.sample_stats:
             n_div = int(self.idata.sample_stats["diverging"].values.sum())
             out["divergences"] = n_div
