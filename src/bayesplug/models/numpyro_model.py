@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
+from numpyro.primitives import Messenger
 
 from .._validation import as_data_mapping
 from ..errors import InputError, did_you_mean
@@ -183,13 +184,6 @@ class NumPyroModel(ModelBase):
             )
         inputs = dict(inputs)
         self._check_keys(inputs, "inputs")
-        given = sorted(set(inputs) & set(self.observed_sites))
-        if given:
-            raise InputError(
-                f"inputs[{given[0]!r}]",
-                "is an observed site: predictions of it are drawn, not given.",
-                "Leave it out of inputs.",
-            )
         arrays, static = self._split(inputs, "inputs")
         for key, value in arrays.items():
             if key in data and np.ndim(value) != np.ndim(data[key]):
@@ -199,7 +193,11 @@ class NumPyroModel(ModelBase):
                     f"{np.ndim(data[key])} (shape {np.shape(data[key])}).",
                     "Give new values with the data's dimensions (any length).",
                 )
-        fn = functools.partial(self.fn, **{**self.static, **static})
+        # values given for an observed site (a function that reads its length from y) shape the
+        # call, but the site is drawn: Predictive would otherwise return them as the prediction
+        fn = _Unobserved(
+            functools.partial(self.fn, **{**self.static, **static}), set(self.observed_sites)
+        )
         predictive = Predictive(
             fn, posterior_samples=dict(samples), return_sites=list(self.observed_sites)
         )
@@ -211,3 +209,16 @@ class NumPyroModel(ModelBase):
                 f"running {self.name}(**inputs) failed with {type(exc).__name__}: {exc}",
                 "Give the inputs with the data's shapes (the function is called with them).",
             ) from None
+
+
+class _Unobserved(Messenger):
+    """Draw the given sample sites even where the program passes ``obs=``."""
+
+    def __init__(self, fn: Callable, sites: set[str]) -> None:
+        self.sites = sites
+        super().__init__(fn)
+
+    def process_message(self, msg: dict) -> None:
+        if msg["type"] == "sample" and msg["name"] in self.sites and msg["is_observed"]:
+            msg["value"] = None
+            msg["is_observed"] = False
