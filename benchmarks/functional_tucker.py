@@ -107,6 +107,10 @@ def main() -> None:
     )
     parser.add_argument("--no-gp", action="store_true", help="skip the GP reference")
     args = parser.parse_args()
+    header = (
+        "| data | method | kind | R | test RMSE | test MAE | time (s) | 90% coverage |\n"
+        "|---|---|---|---|---|---|---|---|"
+    )
     rows = []
     for name in args.data:
         folds = bp.datasets.random_folds(bp.datasets.load(name), args.folds, seed=0)
@@ -124,16 +128,18 @@ def main() -> None:
             if not args.no_gp:
                 results.setdefault(("gp (svi)", "-", "-"), []).append(run_gp(train, test, f))
             print(f"{name}: fold {f + 1}/{args.folds} done", flush=True)
+        table = []
         for (method, kind, rank), values in results.items():
             values = np.asarray(values, dtype=float)
             cover = summary(values[:, 3]) if values.shape[1] > 3 else ""
-            rows.append(
+            table.append(
                 f"| {name} | {method} | {kind} | {rank} | {summary(values[:, 0])} | "
                 f"{summary(values[:, 1])} | {summary(values[:, 2])} | {cover} |"
             )
-    print("| data | method | kind | R | test RMSE | test MAE | time (s) | 90% coverage |")
-    print("|---|---|---|---|---|---|---|---|")
-    print("\n".join(rows))
+        print(header + "\n" + "\n".join(table), flush=True)  # each data set as it finishes
+        rows += table
+    if len(args.data) > 1:
+        print(header + "\n" + "\n".join(rows))
 
 
 if __name__ == "__main__":

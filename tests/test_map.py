@@ -34,7 +34,7 @@ def test_map_is_the_posterior_mode_of_the_model_parameters():
     exact = y.sum(0) / (y.shape[0] + 1e-2)
     np.testing.assert_allclose(fit.point_estimate["mu"], exact, atol=1e-3)  # sd 0.58; float32
     assert fit.idata.posterior["mu"].shape == (1, 1, 2)  # the point as one draw: predict works
-    assert fit.predict({"y": np.zeros((1, 2))}).draws.shape == (1, 1, 2)
+    assert fit.predict({"y": np.zeros((1, 2))}).draws.shape == (1, 2)  # 1 draw of y (2,)
     assert fit.idata.attrs["best_loss"] <= fit.idata.attrs["final_loss"] + 1e-9
     assert "final_iterate" in fit.idata.groups()
 

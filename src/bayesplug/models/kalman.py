@@ -95,6 +95,17 @@ def kalman_filter(m0, P0, A, Q, H, y, R) -> FilterResult:
     return FilterResult(m, P, m_pred, P_pred, jnp.sum(log_lik))
 
 
+def _backward_inputs(filtered: FilterResult, A) -> tuple:
+    """Per step j < T: (m_j, P_j, m⁻_{j+1}, P⁻_{j+1}, A_{j+1}), what a backward pass reads."""
+    return (
+        filtered.mean[:-1],
+        filtered.cov[:-1],
+        filtered.predicted_mean[1:],
+        filtered.predicted_cov[1:],
+        A[1:],
+    )
+
+
 def rts_smoother(filtered: FilterResult, A, Q) -> SmootherResult:
     """Smooth a :func:`kalman_filter` result backwards (``A``, ``Q`` as given to the filter)."""
     del Q  # the one-step predictions already hold it
@@ -108,14 +119,7 @@ def rts_smoother(filtered: FilterResult, A, Q) -> SmootherResult:
         return (m_s, P_s), (m_s, P_s, P_next @ gain.T)
 
     last = (filtered.mean[-1], filtered.cov[-1])
-    inputs = (
-        filtered.mean[:-1],
-        filtered.cov[:-1],
-        filtered.predicted_mean[1:],
-        filtered.predicted_cov[1:],
-        A[1:],
-    )
-    _, (m, P, cross) = jax.lax.scan(step, last, inputs, reverse=True)
+    _, (m, P, cross) = jax.lax.scan(step, last, _backward_inputs(filtered, A), reverse=True)
     mean = jnp.concatenate([m, last[0][None]], axis=0)
     cov = jnp.concatenate([P, last[1][None]], axis=0)
     return SmootherResult(mean, cov, cross)
@@ -174,13 +178,6 @@ def backward_sample(rng_key, filtered: FilterResult, A, num_draws: int) -> jax.A
         s = m + (s_next - m_pred_next) @ gain.T + z @ sqrt_psd(cov).T
         return s, s
 
-    inputs = (
-        filtered.mean[:-1],
-        filtered.cov[:-1],
-        filtered.predicted_mean[1:],
-        filtered.predicted_cov[1:],
-        A[1:],
-        noise[:-1],
-    )
+    inputs = (*_backward_inputs(filtered, A), noise[:-1])
     _, rest = jax.lax.scan(step, last, inputs, reverse=True)
     return jnp.swapaxes(jnp.concatenate([rest, last[None]], axis=0), 0, 1)
