@@ -248,6 +248,16 @@ class FunctionalTucker(ModelBase):
             self.kernel, self._hyper(ell, f"lengthscale_{k}"), self._hyper(var, f"variance_{k}")
         )
 
+    def _priors(self, num_modes: int, k: int) -> list[str]:
+        """The hyperparameters of mode k given as priors (sampled) rather than numbers."""
+        return [
+            argument
+            for argument in ("lengthscale", "variance")
+            if isinstance(
+                _per_mode(getattr(self, argument), num_modes, argument)[k], dist.Distribution
+            )
+        ]
+
     @staticmethod
     def _scaled(coords, values):
         """Min-max scaling of a mode by its training coordinates (sorted ``coords``)."""
@@ -284,14 +294,12 @@ class FunctionalTucker(ModelBase):
         """Mode k's chain over its sorted unique scaled coordinates, for fixed hyperparameters
         (what message passing needs): the SDE, ``A``, ``Q`` and their Cholesky factors."""
         num_modes = self.num_modes(data)
-        for argument in ("lengthscale", "variance"):
-            value = _per_mode(getattr(self, argument), num_modes, argument)[k]
-            if isinstance(value, dist.Distribution):
-                raise InputError(
-                    argument,
-                    "is a prior; message passing (method='cep') needs fixed values.",
-                    "Give a number per mode, or fit with method='nuts' to sample it.",
-                )
+        for argument in self._priors(num_modes, k):
+            raise InputError(
+                argument,
+                "is a prior; message passing (method='cep') needs fixed values.",
+                "Give a number per mode, or fit with method='nuts' to sample it.",
+            )
         return self._mode_chain(self._mode_sde(k, num_modes), data[f"coords_{k}"])
 
     @staticmethod
@@ -363,11 +371,7 @@ class FunctionalTucker(ModelBase):
         data = {k: jnp.asarray(v) for k, v in data.items()}
         num_modes = self.num_modes(data)
         num_draws = next(iter(samples.values())).shape[0]
-        fixed = not any(
-            isinstance(v, dist.Distribution)
-            for argument in ("lengthscale", "variance")
-            for v in _per_mode(getattr(self, argument), num_modes, argument)
-        )
+        fixed = not any(self._priors(num_modes, k) for k in range(num_modes))
 
         def pieces(sample):
             out = []
