@@ -47,6 +47,7 @@ BACKEND_GROUP = "bayesplug.backends"
 _BUILTIN_MODELS: dict[str, str] = {
     "gp": "bayesplug.models.gp:GP",
     "functional_tucker": "bayesplug.models.functional_tucker:FunctionalTucker",
+    "gp_pde": "bayesplug.models.gp_pde:GPPDESolver",
     "marginalised_gp": "bayesplug.models.marginalised_gp:MarginalisedGP",
     "sparse_within_sparse_gp": "bayesplug.models.sparse_within_sparse_gp:SparseWithinSparseGP",
     "linear_gaussian_ssm": "bayesplug.models.state_space:LinearGaussianSSM",

@@ -100,6 +100,15 @@ def build_kernel(loss_fn: Callable, optimizer) -> Callable:
     return step
 
 
+def _starting_point(model, bridge: Bridge, data, key):
+    """The model's own ``initial_values(data)`` when it has them (a model with flat priors has
+    no prior median to start from), else :meth:`Bridge.initial_point`."""
+    values = getattr(model, "initial_values", None)
+    if values is None:
+        return bridge.initial_point(key, data)
+    return bridge.unconstrain(values(data), data)
+
+
 def _constrained_log_density(bridge: Bridge, data, jacobian: bool) -> Callable:
     """log p(θ(u), y), with or without log|det ∂θ/∂u| (the bridge's log-det sites)."""
     if jacobian:
@@ -180,11 +189,12 @@ class MAPBackend:
         def loss_fn(u):
             return -log_density(u)
 
-        state = init(bridge.initial_point(init_key, data), loss_fn, optimizer)
+        state = init(_starting_point(model, bridge, data, init_key), loss_fn, optimizer)
         if not np.isfinite(float(state.loss)):
             raise BayesplugError(
                 "map could not start: the log posterior density is not finite at the starting "
-                "point (the prior's median). Check the model and the data."
+                "point (the model's initial values, else the prior's median). Check the model "
+                "and the data."
             )
         kernel = build_kernel(loss_fn, optimizer)
         steps = min(CHUNK, num_steps)

@@ -8,6 +8,7 @@ from typing import Any
 _LAZY = {
     "FunctionalTucker": "bayesplug.models.functional_tucker",
     "GP": "bayesplug.models.gp",
+    "GPPDESolver": "bayesplug.models.gp_pde",
     "MarginalisedGP": "bayesplug.models.marginalised_gp",
     "MeanFunction": "bayesplug.models.marginalised_gp",
     "NumPyroModel": "bayesplug.models.numpyro_model",
@@ -21,6 +22,7 @@ _LAZY = {
 __all__ = [
     "FunctionalTucker",
     "GP",
+    "GPPDESolver",
     "LinearGaussianSSM",
     "MarginalisedGP",
     "MeanFunction",
