@@ -74,7 +74,7 @@ __all__ = [
 
 KERNELS = ("student_t_mixture", "gaussian_mixture", "matern52", "rbf")
 _SQRT5 = math.sqrt(5.0)
-PREDICT_BATCH = 4096  # new points per batch: the cross-covariances are batch × N_k
+PREDICT_BATCH = 512  # new points per batch: the kernel is evaluated on batch × N_k × Q values
 
 
 def spectral_kernel(kind: str, params: Mapping[str, jax.Array], tau) -> jax.Array:
