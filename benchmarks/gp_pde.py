@@ -8,18 +8,20 @@ For each case of the GP-HM benchmark (``bayesplug.models.pde.CASES``), in the sa
   the paper's test grid (300 or 300 × 300 points) of the final iterate, and separately of the best
   iterate by the *training* loss (never chosen by test error);
 - ``pinn``: DeepXDE's physics-informed network (JAX backend; its documented Poisson example's
-  settings: FNN 3 × 50 tanh, Glorot-uniform, Adam lr 1e-3, as many residual points as our grid,
-  Dirichlet data on the boundary) trained for the same wall time as ours;
-- ``chebyshev``: Chebyshev spectral collocation with as many points per dimension as our grid,
-  and with twice as many (Chebyshev nodes are sparsest mid-interval: π / 2 times the uniform
-  spacing, so at equal counts they resolve less of a high frequency) (Trefethen 2000, "Spectral Methods in MATLAB": ``cheb``), Dirichlet rows; Poisson 2-D by the
-  Sylvester equation (Bartels-Stewart); Allen-Cahn by Newton's method. Not written for the 2-D
+  settings: FNN 3 × 50 tanh, Glorot-uniform, Adam lr 1e-3, as many random residual points as our
+  grid has, at most 16,384 — the usual PINN scale —, Dirichlet data at 100 points per face)
+  trained for the same wall time as ours;
+- ``chebyshev``: Chebyshev spectral collocation (Trefethen 2000, "Spectral Methods in MATLAB":
+  ``cheb``) with as many points per dimension as our grid, and with twice as many (Chebyshev
+  nodes are sparsest mid-interval, π / 2 times the uniform spacing, so at equal counts they
+  resolve less of a high frequency); Dirichlet rows; Poisson 2-D by the Sylvester equation
+  (Bartels-Stewart); Allen-Cahn by Newton's method. Not written for the 2-D
   Allen-Cahn and advection cases (said in the table).
 
 Prints one table. Needs the ``bench`` extra (DeepXDE, flax for its JAX backend).
 
 Run: python benchmarks/gp_pde.py [--cases NAME ...] [--budget-1d 300] [--budget-2d 1200]
-     [--grid-2d N] [--no-pinn]
+     [--grid-2d N] [--no-pinn] [--figures docs/img]
 """
 
 from __future__ import annotations
@@ -62,7 +64,43 @@ def run_gp_hm(problem, weight, budget):
     seconds = time.perf_counter() - start
     final = model.relative_error(fit, iterate="final")
     best = model.relative_error(fit, iterate="best")
-    return final, best, seconds, fit.idata.attrs["num_steps_run"]
+    return final, best, seconds, fit.idata.attrs["num_steps_run"], fit
+
+
+def draw(problem, fit, path):
+    """Solution and pointwise error of the best iterate (1-D: curves; 2-D: maps)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = problem.test_points(300 if problem.dim == 2 else 3000)
+    pred = fit.predict({"x": points, "derivatives": []})
+    truth = problem.exact_values(points)
+    if problem.dim == 1:
+        fig, axes = plt.subplots(2, 1, figsize=(8, 5), constrained_layout=True)
+        x = points[:, 0]
+        window = x < x.min() + 0.08 * np.ptp(x)
+        axes[0].plot(x[window], truth[window], "k-", lw=3, alpha=0.3, label="exact")
+        axes[0].plot(x[window], pred.mean[window], "C0-", lw=1, label="GP-HM")
+        axes[0].set(title=f"{problem.name}: solution (first 8% of the domain)", xlabel="x")
+        axes[0].legend(fontsize=8)
+        axes[1].semilogy(x, np.abs(pred.mean - truth) + 1e-16, "C3-", lw=0.6)
+        axes[1].set(title="absolute error", xlabel="x")
+    else:
+        shape = (300, 300)
+        extent = [*problem.domain[1], *problem.domain[0]]
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), constrained_layout=True)
+        image = axes[0].imshow(pred.mean.reshape(shape), origin="lower", extent=extent)
+        fig.colorbar(image, ax=axes[0])
+        axes[0].set(title=f"{problem.name}: GP-HM solution", xlabel=problem.variables[1])
+        axes[0].set_ylabel(problem.variables[0])
+        error = np.abs(pred.mean - truth).reshape(shape)
+        image = axes[1].imshow(error, origin="lower", extent=extent, cmap="magma")
+        fig.colorbar(image, ax=axes[1])
+        axes[1].set(title="absolute error", xlabel=problem.variables[1])
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 # --- a PINN (DeepXDE) --------------------------------------------------------------------------
@@ -98,7 +136,7 @@ def run_pinn(problem, name, budget, num_points):
         return problem.operator(u, d) - source(x)
 
     bc = dde.icbc.DirichletBC(geom, exact_np, lambda _, on_boundary: on_boundary)
-    data = dde.data.PDE(geom, residual, [bc], num_domain=num_points, num_boundary=2 * dim * 50)
+    data = dde.data.PDE(geom, residual, [bc], num_domain=num_points, num_boundary=2 * dim * 100)
     net = dde.nn.FNN([dim] + [50] * 3 + [1], "tanh", "Glorot uniform")
     model = dde.Model(data, net)
     model.compile("adam", lr=1e-3)
@@ -210,6 +248,7 @@ def main() -> None:
         "--grid-2d", type=int, default=None, help="points per dimension in 2-D (else the paper's)"
     )
     parser.add_argument("--no-pinn", action="store_true")
+    parser.add_argument("--figures", default=None, help="a folder for solution/error figures")
     args = parser.parse_args()
     cases = list(pde.CASES) if args.cases == ["all"] else args.cases
     print(
@@ -222,11 +261,14 @@ def main() -> None:
         two_d = "_2d" in name or name.startswith("advection")
         problem = pde.case(name, grid=args.grid_2d if two_d and args.grid_2d else None)
         budget = args.budget_2d if two_d else args.budget_1d
-        final, best, seconds, steps = run_gp_hm(problem, pde.boundary_weight(name), budget)
+        final, best, seconds, steps, fit = run_gp_hm(problem, pde.boundary_weight(name), budget)
+        if args.figures:
+            os.makedirs(args.figures, exist_ok=True)
+            draw(problem, fit, os.path.join(args.figures, f"gp_pde_{name}.png"))
         pinn = ("", "", "")
         if not args.no_pinn:
             error, pinn_seconds, pinn_steps = run_pinn(
-                problem, name, seconds, int(np.prod(problem.grid))
+                problem, name, seconds, min(int(np.prod(problem.grid)), 16_384)
             )
             pinn = (f"{error:.2e}", f"{pinn_seconds:.0f}", f"{pinn_steps}")
         cheb_cells = []

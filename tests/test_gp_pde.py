@@ -76,6 +76,19 @@ def test_kronecker_log_density_and_derivatives_against_dense_on_a_10_by_12_grid(
         np.testing.assert_allclose(np.asarray(d["xx"]).ravel(), xx, rtol=1e-6, atol=1e-6)
 
 
+def test_three_factor_kronecker_log_density_against_dense():
+    with jax.enable_x64(True):
+        sizes, mats = (4, 5, 6), []
+        for seed, n in enumerate(sizes):
+            k = lag_matrices("student_t_mixture", params(seed=seed), 0.3, n, [0])[0]
+            mats.append(k + 1e-6 * np.eye(n))
+        u = np.random.default_rng(0).normal(size=sizes)
+        dense = np.kron(np.kron(mats[0], mats[1]), mats[2])
+        expected = scipy.stats.multivariate_normal(np.zeros(120), dense).logpdf(u.ravel())
+        chols = [jnp.linalg.cholesky(m) for m in mats]
+        assert float(kron_log_density(jnp.asarray(u), chols)) == pytest.approx(expected, rel=1e-8)
+
+
 def low_frequency_poisson():
     # u = sin(25 x) on [0, 1]: 4 cycles, a source of amplitude 625
     return pde.poisson(lambda x: jnp.sin(25 * x), [(0.0, 1.0)], 64, freq_scale=8.0)
