@@ -70,3 +70,32 @@ def test_any_optax_transform_plateau_stop_and_limits(interrupt_at_chunk):
         bp.fit(poisson, {"y": Y}, method="map", optimizer="adam")
     with pytest.raises(bp.InputError, match="schedule"):
         bp.fit(poisson, {"y": Y}, method="map", schedule="linear")
+
+
+class FlatMean(bp.models.ModelBase):
+    """mu with a flat (improper) prior: no prior median, so the model says where to start."""
+
+    name = "flat_mean"
+    capabilities = frozenset({"continuous"})
+
+    def model(self, y=None):
+        mu = numpyro.sample("mu", dist.ImproperUniform(dist.constraints.real, (), ()))
+        numpyro.sample("y", dist.Normal(mu, 1.0).expand([y.shape[0]]).to_event(1), obs=y)
+
+    def initial_values(self, data):
+        return {"mu": 40.0}
+
+    def predict(self, samples, data, inputs, rng_key):
+        return {"mu": samples["mu"]}
+
+
+def test_a_models_initial_values_are_where_map_starts():
+    model = FlatMean()
+    fit = bp.fit(
+        model, {"y": Y}, method="map", optimizer=optax.sgd(0.0), num_steps=10, progress=False
+    )
+    assert float(fit.point_estimate["mu"]) == pytest.approx(40.0)  # a zero step stays put
+    fit = bp.fit(model, {"y": Y}, method="map", num_steps=3000, learning_rate=0.5, progress=False)
+    assert float(fit.point_estimate["mu"]) == pytest.approx(
+        Y.mean(), abs=1e-3
+    )  # the flat-prior mode
