@@ -64,7 +64,7 @@ def main() -> None:
     axes[2].semilogy(mu, w, "o")
     axes[2].axvline(100 / (2 * np.pi), color="k", ls="--", label="true frequency 100/2π")
     axes[2].set(xlabel="frequency μ_q (cycles per unit)", ylabel="weight w_q")
-    axes[2].set_title("Learned spectrum: the Jeffreys prior prunes the other components")
+    axes[2].set_title("Learned spectrum: the weight gathers at the true frequency")
     axes[2].legend(fontsize=8)
     fig.savefig(args.out, dpi=110)
     print(f"wrote {args.out}")
