@@ -159,3 +159,19 @@ def test_predictions_refuse_points_outside_the_box_and_unknown_derivatives():
         fit.predict({"x": [[0.5]], "derivatives": ["yy"]})
     with pytest.raises(bp.IncompatibleMethodError):
         bp.fit(model, problem.data(), method="nested")
+
+
+def test_a_saved_fit_predicts_after_loading_without_its_operator(tmp_path):
+    problem = low_frequency_poisson()
+    model = GPPDESolver(problem, num_components=3)
+    fit = bp.fit(model, problem.data(), method="map", num_steps=300, progress=False)
+    fit.save(tmp_path / "pde.nc")
+    again = bp.load(tmp_path / "pde.nc")  # a custom PDE: the operator (code) is not in the file
+    points = np.array([[0.2], [0.7]])
+    np.testing.assert_allclose(again.predict({"x": points}).mean, fit.predict({"x": points}).mean)
+    with pytest.raises(bp.InputError, match="no PDE operator"):
+        bp.fit(again.model, again.data, method="map", num_steps=10)
+    case = GPPDESolver("poisson_1d-single_sin", grid=260, num_components=3)
+    fit = bp.fit(case, case.pde.data(), method="map", num_steps=20, progress=False)
+    fit.save(tmp_path / "case.nc")
+    assert bp.load(tmp_path / "case.nc").model.pde.name == "poisson_1d-single_sin"  # rebuilt

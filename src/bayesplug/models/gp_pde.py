@@ -251,8 +251,10 @@ class GPPDESolver(ModelBase):
 
     def validate(self, data: Mapping[str, Any]) -> dict[str, Any]:
         """Check the arrays of ``pde.data()`` against the PDE (grid sizes, finite values)."""
-        problem = self._require_pde("be fitted")
         data = as_data_mapping(data)
+        if self.pde is None:  # a loaded fit of a custom PDE: its arrays, for predictions only
+            return {key: np.asarray(value) for key, value in data.items()}
+        problem = self.pde
         keys = [f"grid_{k}" for k in range(problem.dim)]
         keys += ["source", "boundary_index", "boundary_values"]
         check_unknown_keys(data, tuple(keys), "the gp_pde model")
