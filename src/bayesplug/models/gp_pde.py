@@ -227,16 +227,14 @@ class GPPDESolver(ModelBase):
     def _freq_scale(self, freq_scale):
         if self.pde is None:
             return tuple(freq_scale) if isinstance(freq_scale, Sequence) else freq_scale
-        dim = self.pde.dim
         if freq_scale is None:
             freq_scale = self.pde.freq_scale
         if freq_scale is None:  # a quarter of the Nyquist frequency (n - 1) / (2 L)
             sizes = zip(self.pde.grid, self.pde.domain, strict=True)
             return tuple((n - 1) / (8 * (hi - lo)) for n, (lo, hi) in sizes)
-        scales = tuple(freq_scale) if isinstance(freq_scale, Sequence) else (freq_scale,) * dim
-        if len(scales) != dim or not all(float(s) > 0 for s in scales):
-            raise InputError("freq_scale", f"expected {dim} positive numbers, got {freq_scale!r}.")
-        return tuple(float(s) for s in scales)
+        return pde_module.check_freq_scale(
+            freq_scale, self.pde.grid, self.pde.domain, self.pde.variables
+        )
 
     # --- data -----------------------------------------------------------------------------
     def _require_pde(self, what: str) -> pde_module.PDE:

@@ -88,6 +88,26 @@ def check_derivative_name(name: Any, variables: Sequence[str]) -> dict[str, int]
     return orders
 
 
+def check_freq_scale(freq_scale, grid, domain, variables) -> tuple[float, ...]:
+    """One positive freq_scale per dimension (a number serves all), each resolved by the grid
+    (at least two points per cycle); InputError naming the argument otherwise."""
+    dim = len(grid)
+    scales = tuple(freq_scale) if isinstance(freq_scale, Sequence) else (freq_scale,) * dim
+    if len(scales) != dim or not all(float(s) > 0 for s in scales):
+        raise InputError("freq_scale", f"expected {dim} positive numbers, got {freq_scale!r}.")
+    for k, (s, n, (lo, hi)) in enumerate(zip(scales, grid, domain, strict=True)):
+        needed = math.ceil(2 * (hi - lo) * float(s)) + 1
+        if n < needed:
+            raise InputError(
+                "grid",
+                f"{n} points along {variables[k]!r} cannot resolve "
+                f"freq_scale={float(s):g} cycles per unit over a length {hi - lo:g} "
+                f"(at least two points per cycle: {needed}).",
+                f"Use grid >= {needed} along that dimension, or a smaller freq_scale.",
+            )
+    return tuple(float(s) for s in scales)
+
+
 def _grid_values(value, coords, name, shape):
     """A callable of the coordinates, an array of the grid's shape, or a number → grid array."""
     if callable(value):
@@ -195,24 +215,8 @@ class PDE:
     def _check_freq_scale(self, dim):
         if self.freq_scale is None:
             return None
-        scales = self.freq_scale
-        scales = tuple(scales) if isinstance(scales, Sequence) else (scales,) * dim
-        if len(scales) != dim or not all(float(s) > 0 for s in scales):
-            raise InputError("freq_scale", f"expected {dim} positive numbers, got {scales!r}.")
-        for k, (s, n, (lo, hi)) in enumerate(zip(scales, self.grid, self.domain, strict=True)):
-            needed = math.ceil(2 * (hi - lo) * float(s)) + 1
-            if n < needed:
-                raise InputError(
-                    "grid",
-                    f"{n} points along {self.variables_or_default(dim)[k]!r} cannot resolve "
-                    f"freq_scale={float(s):g} cycles per unit over a length {hi - lo:g} "
-                    f"(at least two points per cycle: {needed}).",
-                    f"Use grid >= {needed} along that dimension, or a smaller freq_scale.",
-                )
-        return tuple(float(s) for s in scales)
-
-    def variables_or_default(self, dim):
-        return tuple(self.variables) if self.variables is not None else VARIABLES[:dim]
+        variables = tuple(self.variables) if self.variables is not None else VARIABLES[:dim]
+        return check_freq_scale(self.freq_scale, self.grid, self.domain, variables)
 
     def _probe_operator(self):
         d = _Derivatives(self.grid, self.variables)
