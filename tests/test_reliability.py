@@ -214,3 +214,46 @@ def test_a_non_finite_evidence_is_flagged(normal_fit):
     report = fit.diagnostics()
     assert not report["ok"]
     assert any("evidence estimate is not a number" in m for m in report["messages"])
+
+
+@pytest.mark.parametrize("method", ["nuts", "svi", "sgld", "nested", "flow_vi", "map"])
+def test_a_plate_that_subsamples_inside_the_program_is_refused(method):
+    def subsampled(y=None):
+        mu = numpyro.sample("mu", dist.Normal(0, 1))
+        with numpyro.plate("data", 10, subsample_size=3) as idx:
+            numpyro.sample("y", dist.Normal(mu, 1), obs=y[idx])
+
+    with pytest.raises(bp.InputError, match=r"subsample_size=3\) in subsampled subsamples"):
+        bp.fit(subsampled, {"y": np.zeros(10)}, method=method)
+
+
+def slope(x, y=None):
+    a = numpyro.sample("a", dist.Normal(0, 1))
+    numpyro.sample("y", dist.Normal(a * x, 0.3), obs=y)
+
+
+def location(y=None):
+    mu = numpyro.sample("mu", dist.Normal(0, 10))
+    with numpyro.plate("data", len(y)):
+        numpyro.sample("y", dist.Normal(mu, 1), obs=y)
+
+
+def test_fits_from_two_threads_are_correct_and_equal_the_sequential_ones():
+    """NumPyro's handler stack is one global list: without the lock, two threads tracing at
+    once fail with 'AssertionError: ... duplicated' or record sites in each other's traces."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    jobs = [(slope, {"x": X, "y": Y}), (location, {"y": Y})] * 2
+    options = {"num_warmup": 100, "num_samples": 100, "num_chains": 1, "progress": False}
+
+    def run(job):
+        fit = bp.fit(*job, **options)
+        return {k: np.asarray(v) for k, v in fit.samples.items()}
+
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(run, jobs))
+    for job, draws in zip(jobs, together, strict=True):
+        alone = run(job)
+        assert alone.keys() == draws.keys()
+        for name in alone:
+            np.testing.assert_array_equal(alone[name], draws[name])

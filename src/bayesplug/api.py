@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import registry
+from ._threads import one_at_a_time
 from ._validation import as_data_mapping
 from .errors import (
     BayesplugError,
@@ -110,6 +111,7 @@ def _check_capabilities(model, backend) -> None:
     raise IncompatibleMethodError(model.name, backend.name, missing, working)
 
 
+@one_at_a_time
 def fit(
     model: Any,
     data: Mapping[str, Any],
@@ -140,6 +142,11 @@ def fit(
     Returns
     -------
     Fit
+
+    Notes
+    -----
+    Thread-safe: fits started from several threads are correct and run one at a time (NumPyro's
+    effect-handler stack is shared by the whole process). For fits in parallel, use processes.
 
     Examples
     --------
@@ -189,7 +196,7 @@ def fit(
         _warn_incomplete(f"the convergence diagnostics could not be computed ({_why(exc)})")
     idata.attrs["diagnostics_time"] = time.perf_counter() - start
     for message in diagnostics["messages"]:
-        warnings.warn(message, ConvergenceWarning, stacklevel=2)
+        warnings.warn(message, ConvergenceWarning, stacklevel=3)  # the caller, past the lock
     return result
 
 
@@ -230,6 +237,7 @@ def _draws_only(raw, method: str, seed: int, exc: BaseException):
     return idata
 
 
+@one_at_a_time
 def load(path: str | os.PathLike, *, model: Any = None) -> Fit:
     """Read a fit saved with :meth:`Fit.save`.
 
@@ -311,7 +319,7 @@ def _registered_model(name: str, options: Mapping[str, Any]):
             f"the saved model {name!r} could not be rebuilt with its saved options "
             f"({type(exc).__name__}: {exc}); the fit is loaded without its model. "
             "Pass model=... to bp.load to predict.",
-            stacklevel=3,
+            stacklevel=4,
         )
         return None
 

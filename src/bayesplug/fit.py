@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ._threads import one_at_a_time
 from .errors import BayesplugError, IncompatibleMethodError, InputError, did_you_mean
 
 __all__ = ["Fit", "Prediction", "precision_context"]
@@ -206,6 +207,7 @@ class Fit:
         return float(attrs["log_evidence"]), float(attrs["log_evidence_err"])
 
     # --- prediction ------------------------------------------------------------------------
+    @one_at_a_time
     def predict(
         self, inputs: Mapping[str, Any], *, seed: int = 0, num_draws: int | None = None
     ) -> Prediction:

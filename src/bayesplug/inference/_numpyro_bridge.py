@@ -77,6 +77,9 @@ class ModelInfo:
     distribution_shapes
         For each observed site, the shape its distribution draws (batch + event, plates
         included): the shape the observed values must have, or NumPyro broadcasts them.
+    subsampled_plates
+        ``{name: (size, subsample_size)}`` of every ``numpyro.plate`` that subsamples inside
+        the program (``subsample_size`` below its size).
     """
 
     latent_sites: tuple[str, ...]
@@ -88,6 +91,7 @@ class ModelInfo:
     shapes: dict[str, tuple[int, ...]]
     data_plate_size: int | None = None
     distribution_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    subsampled_plates: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 def _base_distribution(fn):
@@ -131,9 +135,13 @@ def _improper_value(site: dict):
 
 def _classify(trace) -> ModelInfo:
     latent, observed, factors, deterministic, discrete, improper = [], [], [], [], [], []
-    shapes, plate_sizes, distribution_shapes = {}, set(), {}
+    shapes, plate_sizes, distribution_shapes, subsampled = {}, set(), {}, {}
     for name, site in trace.items():
-        if site["type"] == "deterministic":
+        if site["type"] == "plate":
+            size, subsample_size = site["args"]
+            if subsample_size is not None and int(subsample_size) < int(size):
+                subsampled[name] = (int(size), int(subsample_size))
+        elif site["type"] == "deterministic":
             deterministic.append(name)
             shapes[name] = tuple(jnp.shape(site["value"]))
         elif site["type"] == "sample":
@@ -162,6 +170,7 @@ def _classify(trace) -> ModelInfo:
         shapes,
         plate_sizes.pop() if len(plate_sizes) == 1 else None,
         distribution_shapes,
+        subsampled,
     )
 
 

@@ -251,6 +251,14 @@ class GPPDESolver(ModelBase):
         """Check the arrays of ``pde.data()`` against the PDE (grid sizes, finite values)."""
         data = as_data_mapping(data)
         if self.pde is None:  # a loaded fit of a custom PDE: its arrays, for predictions only
+            if not {"source", "boundary_index", "boundary_values"} <= set(data):
+                raise InputError(
+                    "pde",
+                    "the gp_pde model was built without a PDE, and the data are not a PDE's "
+                    f"grid, source and boundary (keys: {sorted(data)}).",
+                    "Build it with one and fit to its data: model = bp.models.GPPDESolver("
+                    "'poisson_1d-single_sin'); bp.fit(model, model.pde.data(), method='map').",
+                )
             return {key: np.asarray(value) for key, value in data.items()}
         problem = self.pde
         keys = [f"grid_{k}" for k in range(problem.dim)]

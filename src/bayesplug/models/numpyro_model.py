@@ -132,6 +132,16 @@ class NumPyroModel(ModelBase):
                 f"running {self.name}(**data) failed with {type(exc).__name__}: {exc}",
                 "Check that the data keys and shapes are what the function expects.",
             ) from exc
+        for plate, (size, subsample_size) in info.subsampled_plates.items():
+            raise InputError(
+                "model",
+                f"numpyro.plate({plate!r}, {size}, subsample_size={subsample_size}) in "
+                f"{self.name} subsamples inside the program: every backend would then see a "
+                "different (or, compiled, one frozen) random subset of the data, a wrong "
+                "posterior.",
+                "Remove subsample_size and let the backend mini-batch: method='sgld', 'sghmc' "
+                "or 'svi' with batch_size=... (the plate over the data is enough).",
+            )
         if not info.observed_sites and not info.factor_sites:
             raise InputError(
                 "data",
