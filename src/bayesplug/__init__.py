@@ -24,6 +24,7 @@ from .errors import (
     InterruptedRunWarning,
 )
 from .fit import Fit, Prediction
+from .many import FitManyError, FitTask, fit_many
 from .registry import (
     get_backend,
     get_model,
@@ -33,6 +34,7 @@ from .registry import (
     register_model,
 )
 from .report import report  # binds the function over the submodule of the same name
+from .sbc import SBCResult, sbc
 
 try:
     __version__ = _version("bayesplug")
@@ -44,6 +46,8 @@ __all__ = [
     "BayesplugError",
     "ConvergenceWarning",
     "Fit",
+    "FitManyError",
+    "FitTask",
     "IncompatibleMethodError",
     "InputError",
     "IncompleteResultWarning",
@@ -52,12 +56,15 @@ __all__ = [
     "compare",
     "datasets",
     "fit",
+    "fit_many",
     "get_backend",
     "get_model",
     "list_backends",
     "list_models",
     "load",
     "models",
+    "SBCResult",
+    "sbc",
     "register_backend",
     "register_model",
     "report",

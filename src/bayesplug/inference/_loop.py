@@ -38,6 +38,7 @@ def run_in_chunks(
     max_time: float | None = None,
     done: Callable[[Any, Any], bool] | None = None,
     total_steps: int | None = -1,
+    steps_done: Callable[[Any], int] | None = None,
 ) -> ChunkedRun:
     """Call ``state, out = advance(state)`` ``num_chunks`` times, collecting ``out``.
 
@@ -57,6 +58,9 @@ def run_in_chunks(
         ``(state, out) -> bool``: the run has converged and stops (not an interruption).
     total_steps
         Steps shown as the bar's total (None: unknown; default: ``num_chunks * steps_per_chunk``).
+    steps_done
+        ``out -> int``: the steps a chunk actually took (chunks of varying length); default
+        ``steps_per_chunk``.
 
     Returns
     -------
@@ -77,7 +81,7 @@ def run_in_chunks(
             out = jax.block_until_ready(out)
             run.state = new_state
             run.outputs.append(out)
-            bar.update(steps_per_chunk)
+            bar.update(steps_per_chunk if steps_done is None else steps_done(out))
             if postfix is not None and progress:
                 bar.set_postfix(postfix(new_state, out), refresh=False)
             if done is not None and done(new_state, out):

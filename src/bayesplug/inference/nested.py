@@ -5,11 +5,14 @@ along directions drawn from the live points' covariance; Yallup, Kroupa & Handle
 model's unconstrained, flattened parameter vector, with the log-prior (Jacobian included) and the
 log-likelihood split out of the NumPyro program by the bridge. It needs a proper prior.
 
-The run is a jitted ``lax.while_loop`` over NS steps in chunks of about one e-fold of prior volume
-(``num_live / num_delete`` steps), writing the dead points into a fixed-size buffer, so one
-compilation serves the whole run whatever its length; between chunks the Python loop updates the
-progress bar (ln Z, the live points' remaining evidence, likelihood evaluations), honours Ctrl-C
-and ``max_time``, and stops at convergence: ``ln(Z + Z_live) - ln Z < dlogz``.
+The run is a jitted ``lax.while_loop`` over NS steps in chunks of at most one e-fold of prior
+volume (``num_live / num_delete`` steps), writing the dead points into a fixed-size buffer, so one
+compilation serves the whole run whatever its length. A chunk's length is an argument, not a
+constant: the first chunk is one step, later ones as many steps as fill about ``CHUNK_SECONDS``
+at the measured time per step, so between chunks — within a second or two however costly a
+step is — the Python loop updates the progress bar (ln Z, the live points' remaining evidence,
+likelihood evaluations), honours Ctrl-C and ``max_time``, and stops at convergence:
+``ln(Z + Z_live) - ln Z < dlogz``.
 
 Post-processing is numpy (no compilation): the prior volumes of the dead points are simulated
 ``num_simulations`` times (t ~ Beta(n, 1) per death with the effective live counts of batch
@@ -32,7 +35,6 @@ True
 
 from __future__ import annotations
 
-import math
 import time
 import warnings
 from collections.abc import Mapping
@@ -68,6 +70,14 @@ class _Compiled(NamedTuple):
 
 
 _CACHE_SIZE = 8
+CHUNK_SECONDS = 0.5  # target wall time of one chunk (Ctrl-C and max_time act between chunks)
+# At most this many deletions per step on CPU. The stall of issue 16 (num_live=1000 on the
+# cosmic chronometers "hung" in its first chunk, Ctrl-C and max_time ignored) is an XLA CPU
+# runtime deadlock, not a slow loop: with num_delete = num_live // 10 = 100 (also 99, and 100 at
+# num_live=500) the process sits in block_until_ready with every thread in futex_wait and no CPU
+# used for minutes; pinned to one core (taskset) the same run finishes in 18 s, and with
+# num_delete = 50 or 64 at num_live=1000 in 15-17 s (2.7-2.9 s of sampling). jax/jaxlib 0.10.2.
+CPU_MAX_DELETE = 64
 _COMPILED: dict[tuple, _Compiled] = {}  # most recent runs' compiled functions, oldest first
 
 
@@ -123,7 +133,7 @@ class NestedBackend:
         "num_delete": Option(
             None,
             (int, type(None)),
-            "points replaced per step (default num_live // 10)",
+            "points replaced per step (default num_live // 10, at most 64 on CPU)",
             positive_int,
         ),
         "num_inner_steps": Option(
@@ -247,8 +257,17 @@ class NestedBackend:
         bridge = Bridge.from_model(model_fn, data)
         dim = bridge.dim
         num_live = num_live or max(100, 25 * dim)
-        num_delete = num_delete or max(1, num_live // 10)
+        num_delete = num_delete or min(max(1, num_live // 10), CPU_MAX_DELETE)
         num_delete = min(num_delete, num_live - 1)
+        if num_delete > CPU_MAX_DELETE and jax.default_backend() == "cpu":
+            warnings.warn(
+                f"num_delete={num_delete} lowered to {CPU_MAX_DELETE}: on CPU, XLA's runtime "
+                "deadlocks (every thread idle, no Ctrl-C) running 99 or more slice samplers "
+                "side by side on this JAX version (measured with 2 threads).",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+            num_delete = CPU_MAX_DELETE
         num_inner_steps = num_inner_steps or max(5, 2 * dim)
         steps_per_chunk = max(1, num_live // num_delete)
         init_key, run_key = jax.random.split(rng_key)
@@ -312,7 +331,8 @@ class NestedBackend:
             return remaining - state.integrator.logZ < dlogz
 
         @jax.jit
-        def advance(carry, data):
+        def advance(carry, data, limit):
+            """At most ``limit`` (≤ steps_per_chunk, traced) NS steps, or until converged."""
             state, key = carry
             algo = algorithm(data)
             empty = DeadBuffer(
@@ -325,7 +345,7 @@ class NestedBackend:
 
             def cond(c):
                 state, _, buffer = c
-                return (buffer.count < steps_per_chunk) & ~converged(state)
+                return (buffer.count < limit) & ~converged(state)
 
             def body(c):
                 state, key, buffer = c
@@ -349,7 +369,8 @@ class NestedBackend:
 
         compile_start = time.perf_counter()
         if cached.advance is None:
-            cached = cached._replace(advance=advance.lower((state, run_key), data).compile())
+            lowered = advance.lower((state, run_key), data, jnp.int32(steps_per_chunk))
+            cached = cached._replace(advance=lowered.compile())
             if cache_key is not None:
                 _COMPILED[cache_key] = cached
                 while len(_COMPILED) > _CACHE_SIZE:
@@ -373,18 +394,32 @@ class NestedBackend:
                 "evals": shown[0],
             }
 
-        num_chunks = math.ceil(max_steps / steps_per_chunk)
+        # Chunks of adaptive length: one step first, then as many as fill CHUNK_SECONDS at the
+        # measured time per step (at most one e-fold, the buffer's size), so the progress bar,
+        # Ctrl-C and max_time act within about CHUNK_SECONDS whatever num_live costs per step.
+        limit, steps_taken = [1], [0]
+
+        def adaptive(carry):
+            start = time.perf_counter()
+            carry, buffer = compiled(carry, data, jnp.int32(limit[0]))
+            count = int(jax.block_until_ready(buffer).count)
+            steps_taken[0] += count
+            per_step = (time.perf_counter() - start) / max(count, 1)
+            limit[0] = int(np.clip(CHUNK_SECONDS / per_step, 1, steps_per_chunk))
+            return carry, buffer
+
         run = run_in_chunks(
-            lambda c: compiled(c, data),
+            adaptive,
             (state, run_key),
-            num_chunks=num_chunks,
-            steps_per_chunk=steps_per_chunk,
+            num_chunks=max_steps,
+            steps_per_chunk=1,
             progress=progress,
             description="nested sampling",
             postfix=postfix,
             max_time=max_time,
-            done=lambda carry, _: bool(converged(carry[0])),
+            done=lambda carry, _: bool(converged(carry[0])) or steps_taken[0] >= max_steps,
             total_steps=None,
+            steps_done=lambda buffer: int(buffer.count),
         )
         final_state = run.state[0]
         is_converged = bool(converged(final_state))
