@@ -168,3 +168,16 @@ def test_a_local_cluster_gives_the_in_process_results():
     for name in sbc_here.u:
         np.testing.assert_array_equal(sbc_here.rank[name], sbc_there.rank[name])
         np.testing.assert_array_equal(sbc_here.u[name], sbc_there.u[name])
+
+
+def test_the_simulated_values_replace_the_observed_array_not_an_equal_input():
+    """y = x in the design: the simulation must replace y (the observed site's key), not x."""
+    from bayesplug.api import _resolve_model
+    from bayesplug.sbc import _simulate
+
+    x = np.linspace(0, 1, 8)
+    model = _resolve_model(regression, {"x": x, "y": x})
+    truth, simulated = _simulate(model, {"x": x, "y": x}, seed=0)
+    np.testing.assert_array_equal(simulated["x"], x)
+    assert not np.allclose(simulated["y"], x)
+    assert sorted(truth) == ["beta", "sigma"]

@@ -73,7 +73,9 @@ def _observed_keys(model, data: Mapping[str, Any], trace) -> dict[str, str]:
     keys = {}
     for site in model.observed_sites:
         value = np.asarray(trace[site]["value"])
-        for key, given in data.items():
+        # the key named like the site first: x and y may hold equal values (y = x)
+        ordered = sorted(data.items(), key=lambda item: item[0] != site)
+        for key, given in ordered:
             given = np.asarray(given) if not isinstance(given, int | str) else None
             if (  # validation may reshape, e.g. (T,) to (T, 1)
                 given is not None
