@@ -137,7 +137,7 @@ def _thinned(draws: np.ndarray) -> np.ndarray:
     import arviz as az
 
     n = draws.size
-    ess = float(az.ess(draws[None] if draws.ndim == 1 else draws, method="bulk"))
+    ess = float(az.ess(draws, method="bulk"))
     step = draws.shape[-1] if not np.isfinite(ess) or ess < 1 else max(1, math.ceil(n / ess))
     return draws[..., ::step].ravel()
 
