@@ -48,27 +48,34 @@ def fit_sg(method, data, **options):
 
 
 LONG = {"num_samples": 10_000, "thinning": 2}
+ADAPTED_RTOL = 0.2  # ~10% inflation by design (variance_tolerance) plus 5 MC errors of 2%
+OLD = {"adapt": False}  # a step size set by hand, in the unconstrained space (no preconditioner)
 
 
 @pytest.mark.parametrize(
     ("method", "options", "var_rtol"),
     [
         # plain SGLD: mini-batch noise inflates the variance (+18% measured here)
-        ("sgld", {"step_size": 5e-5, **LONG}, 0.3),
+        ("sgld", {"step_size": 5e-5, **OLD, **LONG}, 0.3),
         # control variates remove most of that noise (-2% to +3% at three seeds); a variance's
         # relative MC error here is 3.3% (ESS of the squared deviations): 0.17 is 5 of them
-        ("sgld", {"step_size": 5e-5, "control_variates": True, **LONG}, 0.17),
-        ("sgld", {"step_size": 3e-3, "preconditioning": True, **LONG}, 0.3),
+        ("sgld", {"step_size": 5e-5, "control_variates": True, **OLD, **LONG}, 0.17),
+        ("sgld", {"step_size": 3e-3, "preconditioning": True, **OLD, **LONG}, 0.3),
         # SGHMC accumulates gradient noise over its integration steps: without control
         # variates the variance is +45% even at step 2e-4, with them +7% to +9% at three seeds
         # (relative MC error 2.6%: 0.22 is the bias plus 5 errors)
         (
             "sghmc",
-            {"step_size": 2e-3, "num_integration_steps": 20, "control_variates": True},
+            {"step_size": 2e-3, "num_integration_steps": 20, "control_variates": True, **OLD},
             0.22,
         ),
+        # the defaults: adaptation (Laplace preconditioner, control variates, step size for a
+        # variance inflated by ~10%), nothing set by hand
+        ("sgld", {}, ADAPTED_RTOL),
+        ("sgld", {"preconditioning": True}, ADAPTED_RTOL),
+        ("sghmc", {}, ADAPTED_RTOL),
     ],
-    ids=["sgld", "sgld-cv", "psgld", "sghmc-cv"],
+    ids=["sgld", "sgld-cv", "psgld", "sghmc-cv", "sgld-adapted", "psgld-adapted", "sghmc-adapted"],
 )
 def test_small_steps_recover_the_gaussian_posterior(problem, method, options, var_rtol):
     data, mean, precision = problem
@@ -87,7 +94,7 @@ def test_small_steps_recover_the_gaussian_posterior(problem, method, options, va
 def test_structured_singleton_groups_give_mean_field_one_group_the_exact_posterior(problem):
     data, mean, precision = problem
     cov = np.linalg.inv(precision)
-    options = {"step_size": 5e-5, "batch_size": 100, "control_variates": True, **LONG}
+    options = {"step_size": 5e-5, "batch_size": 100, "control_variates": True, **OLD, **LONG}
     mean_field = draws(fit_sg("structured_sgmcmc", data, **options))  # one group per site
     joint = draws(fit_sg("structured_sgmcmc", data, groups=[["w0", "w1"]], **options))
     # Gaussian target: the structured mean-field fixed point has the exact mean and variances
@@ -111,6 +118,7 @@ def test_structured_dropout_variant_runs_and_centres(problem):
         dropout_p=0.5,
         vi_batch=2,
         control_variates=True,  # start at the mode: the 1,000-sample buffers hold no transient
+        **OLD,
     )
     w = draws(fit)
     sd = np.sqrt(np.diag(np.linalg.inv(precision)))
@@ -138,6 +146,6 @@ def test_minibatch_capability_and_errors(problem):
 def test_divergence_keeps_draws_and_names_the_step_size(problem):
     data, _, _ = problem
     with pytest.warns(ConvergenceWarning, match="Lower step_size"):
-        fit = fit_sg("sgld", data, step_size=5e-3, batch_size=100, num_warmup=0)
+        fit = fit_sg("sgld", data, step_size=5e-3, batch_size=100, num_warmup=0, **OLD)
     assert fit.idata.attrs["diverged"] == 1
     assert np.all(np.isfinite(draws(fit)))

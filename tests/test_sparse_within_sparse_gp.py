@@ -268,6 +268,7 @@ def test_sgld_runs_on_mini_batches_and_predicts():
             data,
             method="sgld",
             step_size=1e-5,
+            adapt=False,
             batch_size=100,
             control_variates=True,
             num_warmup=500,

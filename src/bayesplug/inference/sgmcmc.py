@@ -33,8 +33,8 @@ Examples
 ...     with numpyro.plate("data", y.shape[0]):
 ...         numpyro.sample("y", dist.Normal(mu, 1), obs=y)
 >>> y = np.random.default_rng(0).normal(1.0, 1.0, 1000)
->>> fit = bp.fit(model, {"y": y}, method="sgld", step_size=1e-4, batch_size=100,
-...              num_warmup=500, num_samples=1000, progress=False)
+>>> fit = bp.fit(model, {"y": y}, method="sgld", num_warmup=500, num_samples=1000,
+...              progress=False)  # step size, preconditioner and batch of 100 chosen
 >>> # posterior sd 0.03; the mean's MC error is ~0.003 (bulk ESS ~220): 0.015 is 5 of them
 >>> bool(abs(fit.idata.posterior["mu"].mean() - y.mean()) < 0.015)
 True
@@ -64,6 +64,7 @@ from ..protocols import (
     positive_int,
     probability,
 )
+from . import sg_adaptation as adaptation
 from ._loop import run_in_chunks
 from ._minibatch import MiniBatches
 from ._numpyro_bridge import Bridge
@@ -71,9 +72,41 @@ from ._numpyro_bridge import Bridge
 __all__ = ["SGHMCBackend", "SGLDBackend", "StructuredSGMCMCBackend"]
 
 DECAY_T0 = 100.0  # polynomial schedule: eps_t = eps (1 + t / DECAY_T0)^(-decay)
+UNADAPTED_STEP = 1e-4  # the step size when adapt=False and none is given
+UNADAPTED_INIT_SCALE = 0.1
+OK, NON_FINITE, RAN_AWAY = 0, 1, 2  # a chain's status
 
 _COMMON: dict[str, Option] = {
-    "step_size": Option(1e-4, (float,), "initial step size epsilon", positive),
+    "step_size": Option(
+        None,
+        (float, type(None)),
+        "step size epsilon; None: chosen by the adaptation (1e-4 with adapt=False); with adapt "
+        "on, a value is taken in the standardised coordinates",
+        positive,
+    ),
+    "adapt": Option(
+        True,
+        (bool,),
+        "burn-in adaptation: mode, Laplace preconditioner, step size from the gradient noise",
+    ),
+    "preconditioner": Option(
+        "auto",
+        (str,),
+        "adaptation: 'auto' (dense up to 500 parameters), 'dense' or 'diagonal'",
+        one_of(("auto", "dense", "diagonal")),
+    ),
+    "variance_tolerance": Option(
+        0.1,
+        (float,),
+        "adaptation: relative inflation of the posterior variance the step size may cause",
+        probability,
+    ),
+    "runaway_scales": Option(
+        1000.0,
+        (float, type(None)),
+        "adaptation: stop a chain this many Laplace scales from the mode (None: never)",
+        positive,
+    ),
     "schedule": Option(
         "constant",
         (str,),
@@ -92,20 +125,29 @@ _COMMON: dict[str, Option] = {
     "num_chains": Option(4, (int,), "independent chains (vectorised)", positive_int),
     "thinning": Option(1, (int,), "steps per kept draw", positive_int),
     "control_variates": Option(
-        False, (bool,), "centre mini-batch gradients on a mode found by Adam first"
+        None,
+        (bool, type(None)),
+        "centre mini-batch gradients on the mode (full-data gradient there); None: on when adapted",
     ),
     "temperature": Option(1.0, (float,), "posterior temperature (1: the posterior)", positive),
-    "init_scale": Option(0.1, (float,), "spread of the chains' starting points", non_negative),
+    "init_scale": Option(
+        None,
+        (float, type(None)),
+        "spread of the starting points (None: Laplace draws when adapted, else 0.1)",
+        non_negative,
+    ),
     "max_time": MAX_TIME,
 }
 
 
 def _log_density_estimate(bridge: Bridge, batches: MiniBatches):
-    scale = batches.scale
+    """log p(u) + (N / n) log p(batch | u), n the batch's size (read from its shape, so the
+    same function gives the full-data density on the full data and a subsample's estimate)."""
 
     def log_density(u, batch):
         log_prior, log_lik = bridge.split_log_density(u, batch)
-        return log_prior + scale * log_lik
+        size = np.shape(batch[batches.keys[0]])[0] if batches.keys else None
+        return log_prior + (batches.num_data / size if size else 1.0) * log_lik
 
     return log_density
 
@@ -113,61 +155,89 @@ def _log_density_estimate(bridge: Bridge, batches: MiniBatches):
 class _SGMCMC:
     """The loop shared by the SG-MCMC backends.
 
-    Subclasses define ``_setup(bridge, batches, grad, options)`` returning ``(init, step)``:
-    ``init(position) -> extra`` (per-chain sampler state) and
-    ``step(key, position, extra, batch, eps, temperature) -> (position, extra)``.
+    Subclasses define ``_setup(batches, grad, options, group_of, adapted)`` returning
+    ``(init, step)``: ``init(position) -> extra`` (per-chain sampler state) and
+    ``step(key, batch_key, position, extra, data, eps, temperature) -> (position, extra)``, and
+    ``_adapted_step_size(adapted, options)``. ``adapted`` is the
+    :class:`~bayesplug.inference.sg_adaptation.Adaptation` (None with ``adapt=False``); the
+    positions are then standardised coordinates.
     """
 
     name: ClassVar[str]
     requires: ClassVar[frozenset[str]] = frozenset({"continuous"})
     options: ClassVar[Mapping[str, Option]] = _COMMON
 
+    # --- hooks -------------------------------------------------------------------------------
+    def _groups(self, bridge: Bridge, options) -> np.ndarray | None:
+        return None
+
+    def _noisy_gradient(self, batches, grad, options, group_of, dim):
+        return lambda key, z, data: grad(z, batches.draw(key, data))
+
+    def _adapted_step_size(self, adapted, options) -> float:
+        return adaptation.sgld_step_size(
+            adapted.curvature, adapted.gradient_noise, options["variance_tolerance"]
+        )
+
     # --- the run ---------------------------------------------------------------------------
     def run(
         self, model: Model, data: Mapping[str, Any], rng_key, *, progress: bool = False, **options
     ) -> RawResult:
-        """Run the chains; returns constrained draws (chain, draw, ...)."""
+        """Adapt, run the chains; returns constrained draws (chain, draw, ...)."""
 
         options = {**{k: o.default for k, o in self.options.items()}, **options}
+        if options["control_variates"] is None:
+            options["control_variates"] = options["adapt"]
         data = dict(data)
         bridge = Bridge.from_model(model.model, data)
         batches = MiniBatches(bridge.info.data_plate_size, data, options["batch_size"])
         log_density = _log_density_estimate(bridge, batches)
         grad = jax.grad(log_density)
-        init_key, _, chain_key = jax.random.split(rng_key, 3)  # three keys: streams kept
+        init_key, adapt_key, chain_key = jax.random.split(rng_key, 3)  # three keys: streams kept
         u0 = bridge.initial_point(init_key, data)
-
-        if options["control_variates"]:
+        group_of = self._groups(bridge, options)
+        adapted, attrs = None, {}
+        if options["adapt"]:
+            adapted, grad, attrs = self._adapt(
+                bridge, batches, log_density, grad, u0, data, adapt_key, options, group_of
+            )
+            u0 = jnp.zeros(bridge.dim, u0.dtype)
+        elif options["control_variates"]:
             from blackjax.sgmcmc.gradients import control_variates
 
-            centre = _find_mode(log_density, u0, data)
-            grad = control_variates(grad, centre, data)
-            u0 = centre
-        init_extra, sg_step = self._setup(bridge, batches, grad, options)
+            u0 = _find_mode(log_density, u0, data)
+            grad = control_variates(grad, u0, data)
+        eps0 = options["step_size"]
+        if eps0 is None:
+            eps0 = UNADAPTED_STEP if adapted is None else self._adapted_step_size(adapted, options)
+        init_extra, sg_step = self._setup(batches, grad, options, group_of, adapted)
 
         num_chains, thinning = options["num_chains"], options["thinning"]
         keys = jax.random.split(chain_key, num_chains + 1)
-        jitter = options["init_scale"] * jax.random.normal(keys[0], (num_chains, bridge.dim))
-        positions = u0 + jitter
+        spread = options["init_scale"]
+        if spread is None:
+            spread = UNADAPTED_INIT_SCALE if adapted is None else 1.0
+        positions = u0 + spread * jax.random.normal(keys[0], (num_chains, bridge.dim), u0.dtype)
         extras = jax.vmap(init_extra)(positions)
-        eps0, schedule, decay, temperature = (
-            options["step_size"],
-            options["schedule"],
-            options["decay"],
-            options["temperature"],
-        )
+        schedule, decay, temperature = options["schedule"], options["decay"], options["temperature"]
+        runaway = options["runaway_scales"] if adapted is not None else None
 
         def one_step(carry, data):
-            position, extra, t, key, ok = carry
+            position, extra, t, key, status = carry
             key, batch_key, step_key = jax.random.split(key, 3)
             eps = eps0 if schedule == "constant" else eps0 * (1.0 + t / DECAY_T0) ** (-decay)
-            batch = batches.draw(batch_key, data)
-            new_position, new_extra = sg_step(step_key, position, extra, batch, eps, temperature)
+            new_position, new_extra = sg_step(
+                step_key, batch_key, position, extra, data, eps, temperature
+            )
             finite = jnp.all(jnp.isfinite(new_position))
-            keep = ok & finite
+            inside = True if runaway is None else jnp.max(jnp.abs(new_position)) <= runaway
+            status = jnp.where(
+                status != OK, status, jnp.where(finite, jnp.where(inside, OK, RAN_AWAY), NON_FINITE)
+            )
+            keep = status == OK
             position = jnp.where(keep, new_position, position)
             extra = jax.tree.map(lambda n, o: jnp.where(keep, n, o), new_extra, extra)
-            return (position, extra, t + 1, key, keep), eps
+            return (position, extra, t + 1, key, status), eps
 
         def draw(carry, data):
             def inner(_, carry):
@@ -177,7 +247,8 @@ class _SGMCMC:
             carry, eps = one_step(carry, data)
             return carry, (carry[0], carry[4], eps)
 
-        num_draws_total = math.ceil(options["num_warmup"] / thinning) + options["num_samples"]
+        num_warm_draws = math.ceil(options["num_warmup"] / thinning)
+        num_draws_total = num_warm_draws + options["num_samples"]
         num_chunks = min(20, num_draws_total)
         per_chunk = math.ceil(num_draws_total / num_chunks)
 
@@ -192,14 +263,11 @@ class _SGMCMC:
             extras,
             jnp.zeros(num_chains),
             keys[1:],
-            jnp.ones(num_chains, bool),
+            jnp.full(num_chains, OK, jnp.int32),
         )
         start = time.perf_counter()
         compiled = jax.jit(advance).lower(carry, data).compile()
-        compile_time = time.perf_counter() - start
-
-        def done(carry, out) -> bool:
-            return not bool(np.all(np.asarray(out[1])))
+        attrs["compile_time"] = time.perf_counter() - start
 
         run = run_in_chunks(
             lambda c: compiled(c, data),
@@ -214,42 +282,43 @@ class _SGMCMC:
             ),
             postfix=lambda c, out: {"step size": f"{float(np.asarray(out[2])[0, -1]):.2g}"},
             max_time=options["max_time"],
-            done=done,
+            done=lambda carry, out: bool(np.any(np.asarray(out[1]) != OK)),
         )
         if not run.outputs:
             raise KeyboardInterrupt(f"{self.name} stopped before its first chunk: {run.reason}.")
-        u, ok, eps = (
+        u, status, eps = (
             np.concatenate([np.asarray(o[i]) for o in run.outputs], axis=1) for i in range(3)
         )
-        attrs: dict[str, Any] = {"compile_time": compile_time, "sampling_time": run.seconds}
-        diverged = not ok.all()
+        attrs["sampling_time"] = run.seconds
+        stopped = status != OK
+        diverged = bool(stopped.any())
+        advice = self._advice(eps0, adapted, options)
         if diverged:
-            first_bad = int(np.min(np.argmin(ok, axis=1)[~ok.all(axis=1)]))
-            chain = int(np.argmax(~ok[:, first_bad]))
+            first_bad = int(np.min(np.argmax(stopped, axis=1)[stopped.any(axis=1)]))
+            chain = int(np.argmax(stopped[:, first_bad]))
             u, eps = u[:, :first_bad], eps[:, :first_bad]
-            step = first_bad * thinning
-            kept = max(0, first_bad - math.ceil(options["num_warmup"] / thinning))
+            kept = max(0, first_bad - num_warm_draws)
+            what = (
+                "the position became NaN or infinite"
+                if status[chain, first_bad] == NON_FINITE
+                else f"it went more than {runaway:g} Laplace scales from the mode the adaptation "
+                "found (if a parameter really has tails this heavy, set runaway_scales=None)"
+            )
             warnings.warn(
-                f"{self.name} diverged at step {step} (chain {chain}): the position became NaN "
-                f"or infinite. Keeping the {kept} draws per chain before it. Lower step_size "
-                f"(now {eps0:g}, try {eps0 / 10:g}).",
+                f"{self.name} diverged at step {first_bad * thinning} (chain {chain}): {what}. "
+                f"Keeping the {kept} draws per chain before it. {advice}",
                 ConvergenceWarning,
                 stacklevel=3,
             )
-        warm = math.ceil(options["num_warmup"] / thinning)
-        u, eps = (
-            u[:, warm : warm + options["num_samples"]],
-            eps[:, warm : warm + options["num_samples"]],
-        )
+        u, eps = (a[:, num_warm_draws : num_warm_draws + options["num_samples"]] for a in (u, eps))
         if u.shape[1] == 0 and diverged:
             raise BayesplugError(
-                f"{self.name} diverged during burn-in, before any kept draw. Lower step_size "
-                f"(now {eps0:g}, try {eps0 / 10:g})."
+                f"{self.name} diverged during burn-in, before any kept draw. {advice}"
             )
         if u.shape[1] == 0:
             raise KeyboardInterrupt(
                 f"{self.name} stopped during burn-in ({run.reason or 'divergence'}), before any "
-                "kept draw: nothing to return. Lower step_size or num_warmup."
+                "kept draw: nothing to return. Lower num_warmup."
             )
         if run.interrupted:
             warnings.warn(
@@ -259,10 +328,16 @@ class _SGMCMC:
                 stacklevel=3,
             )
         chains, draws = u.shape[:2]
-        flat = bridge.constrain_many(u.reshape(chains * draws, -1), data)
+        u = u.reshape(chains * draws, -1)
+        if adapted is not None:
+            u = adapted.to_unconstrained(u).astype(positions.dtype)
+        flat = bridge.constrain_many(u, data)
         samples = {k: v.reshape(chains, draws, *v.shape[1:]) for k, v in flat.items()}
         attrs.update(
             diverged=int(diverged),
+            step_size=float(eps0),
+            adapted=int(adapted is not None),
+            control_variates=int(options["control_variates"]),
             batch_size=batches.batch_size or 0,
             num_data=batches.num_data or 0,
             mini_batched=int(
@@ -277,9 +352,67 @@ class _SGMCMC:
             interrupted=run.interrupted or diverged,
         )
 
+    def _adapt(self, bridge, batches, log_density, grad, u0, data, key, options, group_of):
+        """The burn-in adaptation (:mod:`~bayesplug.inference.sg_adaptation`): returns the
+        :class:`Adaptation`, the gradient in standardised coordinates and the attrs."""
+        subsample_key, noise_key = jax.random.split(key)
+        start = time.perf_counter()
+        sub = data
+        if batches.num_data is not None and batches.num_data > adaptation.ADAPT_DATA:
+            index = jax.random.choice(
+                subsample_key, batches.num_data, (adaptation.ADAPT_DATA,), replace=False
+            )
+            sub = {k: (v[index] if k in batches.keys else v) for k, v in data.items()}
+        try:
+            mode, iterations = adaptation.find_mode(log_density, u0, sub)
+            if not np.isfinite(float(log_density(mode, sub))):
+                raise FloatingPointError("the log density is not finite at the starting point")
+            scale, curvature = adaptation.laplace_scale(
+                log_density, mode, sub, options["preconditioner"], group_of
+            )
+            grad = adaptation.standardised_gradient(grad, mode, scale)
+            if options["control_variates"]:
+                from blackjax.sgmcmc.gradients import control_variates
+
+                grad = control_variates(grad, jnp.zeros_like(mode), data)
+            noisy = self._noisy_gradient(batches, grad, options, group_of, bridge.dim)
+            noise = adaptation.gradient_noise(noisy, bridge.dim, noise_key, data)
+        except FloatingPointError as exc:
+            raise BayesplugError(
+                f"{self.name} could not adapt its step size: {exc}. Check the model and data "
+                "(a likelihood that is NaN at sensible parameters), or set adapt=False and a "
+                "step_size by hand."
+            ) from None
+        adapted = adaptation.Adaptation(
+            np.asarray(mode, float), np.asarray(scale), curvature, noise, iterations
+        )
+        attrs = {
+            "adaptation_time": time.perf_counter() - start,
+            "mode_iterations": iterations,
+            "preconditioner": "diagonal" if adapted.scale.ndim == 1 else "dense",
+            "curvature": curvature,
+            "gradient_noise": noise,
+        }
+        return adapted, grad, attrs
+
+    def _advice(self, eps0: float, adapted, options) -> str:
+        if adapted is None:
+            return (
+                f"Lower step_size (now {eps0:g}, try {eps0 / 10:g}), or leave it unset with "
+                "adapt=True to have it chosen."
+            )
+        if options["step_size"] is not None:
+            return f"Lower step_size (now {eps0:g}, try {eps0 / 4:g}), or leave it unset."
+        tolerance = options["variance_tolerance"]
+        return (
+            f"The adapted step size {eps0:.3g} was too large away from the mode: lower "
+            f"variance_tolerance (now {tolerance:g}, try {tolerance / 4:g})."
+        )
+
 
 def _find_mode(log_density, u0, data, num_steps: int = 2000, learning_rate: float = 1e-2):
-    """A posterior mode by Adam on the full-data log density (the control-variate centre)."""
+    """A posterior mode by Adam on the full-data log density (the control-variate centre when
+    the adaptation is off)."""
     import optax
 
     tx = optax.adam(learning_rate)
@@ -311,55 +444,104 @@ class SGLDBackend(_SGMCMC):
         ),
     }
 
-    def _setup(self, bridge, batches, grad, options):
+    def _adapted_step_size(self, adapted, options) -> float:
+        if not options["preconditioning"]:
+            return super()._adapted_step_size(adapted, options)
+        return adaptation.psgld_step_size(
+            adapted.curvature, adapted.gradient_noise, options["variance_tolerance"]
+        )
+
+    def _setup(self, batches, grad, options, group_of, adapted):
         import blackjax
 
         if not options["preconditioning"]:
             kernel = blackjax.sgld(grad)
 
-            def step(key, position, extra, batch, eps, temperature):
+            def step(key, batch_key, position, extra, data, eps, temperature):
+                batch = batches.draw(batch_key, data)
                 return kernel.step(key, position, batch, eps, temperature), extra
 
             return (lambda u: jnp.zeros(())), step
 
         alpha, lam = options["rmsprop_decay"], 1e-5
+        # adapted: the squared-gradient average starts at its value near the mode, lambda + V
+        v0 = 0.0 if adapted is None else adapted.curvature + adapted.gradient_noise
 
-        def precond_step(key, position, v, batch, eps, temperature):
-            g = grad(position, batch)
+        def precond_step(key, batch_key, position, v, data, eps, temperature):
+            g = grad(position, batches.draw(batch_key, data))
             v = alpha * v + (1 - alpha) * g**2
             precond = 1.0 / (lam + jnp.sqrt(v))
             noise = jax.random.normal(key, position.shape)
             new = position + eps * precond * g + jnp.sqrt(2 * eps * temperature * precond) * noise
             return new, v
 
-        return (lambda u: jnp.zeros_like(u)), precond_step
+        return (lambda u: jnp.full_like(u, v0)), precond_step
 
 
 class SGHMCBackend(_SGMCMC):
-    """Stochastic-gradient HMC (blackjax ``sghmc``)."""
+    """Stochastic-gradient HMC (Chen, Fox & Guestrin 2014) on blackjax's SGHMC integrator.
+
+    Each draw resamples the momentum and takes ``num_integration_steps`` steps, each with a fresh
+    mini-batch (as Chen et al.'s Algorithm 2; blackjax's ``sghmc`` kernel reuses one mini-batch
+    for all of them, which adds the same gradient error L times).
+    """
 
     name: ClassVar[str] = "sghmc"
     options: ClassVar[Mapping[str, Option]] = {
         **_COMMON,
         "num_integration_steps": Option(10, (int,), "leapfrog-like steps per draw", positive_int),
-        "friction": Option(0.01, (float,), "friction alpha (blackjax's alpha)", positive),
+        "friction": Option(
+            None,
+            (float, type(None)),
+            "friction alpha (blackjax's alpha); None: 2 when adapted (critical damping), else 0.01",
+            positive,
+        ),
     }
 
-    def _setup(self, bridge, batches, grad, options):
-        import blackjax
+    @staticmethod
+    def _friction(options, adapted) -> float:
+        if options["friction"] is not None:
+            return options["friction"]
+        return adaptation.SGHMC_FRICTION if adapted is not None else 0.01
 
-        kernel = blackjax.sghmc(
-            grad, num_integration_steps=options["num_integration_steps"], alpha=options["friction"]
+    def _adapted_step_size(self, adapted, options) -> float:
+        return adaptation.sghmc_step_size(
+            adapted.curvature,
+            adapted.gradient_noise,
+            options["variance_tolerance"],
+            self._friction(options, adapted),
         )
 
-        def step(key, position, extra, batch, eps, temperature):
-            return kernel.step(key, position, batch, eps, temperature), extra
+    def _setup(self, batches, grad, options, group_of, adapted):
+        from blackjax.sgmcmc.diffusions import sghmc
+
+        integrator = sghmc(alpha=self._friction(options, adapted))
+        length = options["num_integration_steps"]
+
+        def step(key, batch_key, position, extra, data, eps, temperature):
+            momentum_key, key = jax.random.split(key)
+
+            def integrate(state, keys):
+                x, p = state
+                g = grad(x, batches.draw(keys[0], data))
+                return integrator(keys[1], x, p, g, eps, temperature), None
+
+            keys = jnp.stack(
+                [jax.random.split(batch_key, length), jax.random.split(key, length)], axis=1
+            )
+            momentum = jax.random.normal(momentum_key, position.shape, position.dtype)
+            (position, _), _ = jax.lax.scan(integrate, (position, momentum), keys)
+            return position, extra
 
         return (lambda u: jnp.zeros(())), step
 
 
 class StructuredSGMCMCBackend(_SGMCMC):
-    """Structured SG-MCMC (Alexos, Boyd & Mandt 2022) on SGLD steps; see the module docstring."""
+    """Structured SG-MCMC (Alexos, Boyd & Mandt 2022) on SGLD steps; see the module docstring.
+
+    Adapted, the preconditioner is block-diagonal (one block per group), so each group's
+    standardised coordinates are its own.
+    """
 
     name: ClassVar[str] = "structured_sgmcmc"
     options: ClassVar[Mapping[str, Option]] = {
@@ -379,11 +561,26 @@ class StructuredSGMCMCBackend(_SGMCMC):
         "vi_batch": Option(4, (int,), "dropout variant: Monte Carlo rows per step", positive_int),
     }
 
-    def _setup(self, bridge, batches, grad, options):
-        group_of = _group_index(bridge, options["groups"])
-        num_groups = int(group_of.max()) + 1
+    def _groups(self, bridge, options) -> np.ndarray:
+        return np.asarray(_group_index(bridge, options["groups"]))
+
+    def _noisy_gradient(self, batches, grad, options, group_of, dim):
+        """The structured gradient with buffers of Laplace draws (the target is close to
+        N(0, I) in standardised coordinates)."""
+        structured_grad = _structured_gradient(grad, group_of, options)
+        size = min(options["buffer_size"], 256)
+
+        def noisy(key, z, data):
+            buffer_key, grad_key, batch_key = jax.random.split(key, 3)
+            buffer = jax.random.normal(buffer_key, (size, dim), z.dtype)
+            extra = {"buffer": buffer, "count": jnp.asarray(size, jnp.int32)}
+            return structured_grad(grad_key, z, extra, batches.draw(batch_key, data))
+
+        return noisy
+
+    def _setup(self, batches, grad, options, group_of, adapted):
+        structured_grad = _structured_gradient(grad, group_of, options)
         size = options["buffer_size"]
-        p, rows = options["dropout_p"], options["vi_batch"]
 
         def init(u):
             return {
@@ -392,25 +589,9 @@ class StructuredSGMCMCBackend(_SGMCMC):
                 "next": jnp.asarray(1 % size, jnp.int32),
             }
 
-        def structured_grad(key, u, extra, batch):
-            mask_key, pick_key = jax.random.split(key)
-            if p is None:
-                mask = jnp.eye(num_groups, dtype=bool)  # row m: group m current, others past
-                weight = 1.0
-            else:
-                mask = jax.random.bernoulli(mask_key, p, (rows, num_groups))
-                weight = 1.0 / (p * rows)
-            picks = jax.random.randint(pick_key, mask.shape, 0, extra["count"])
-            past = extra["buffer"][picks]  # (rows, groups, dim)
-            past = jnp.take_along_axis(past, group_of[None, None, :], axis=1)[:, 0]  # (rows, dim)
-            current = mask[:, group_of]  # (rows, dim)
-            points = jnp.where(current, u[None], past)
-            grads = jax.vmap(grad, in_axes=(0, None))(points, batch)
-            return weight * jnp.sum(jnp.where(current, grads, 0.0), axis=0)
-
-        def step(key, u, extra, batch, eps, temperature):
+        def step(key, batch_key, u, extra, data, eps, temperature):
             grad_key, noise_key = jax.random.split(key)
-            g = structured_grad(grad_key, u, extra, batch)
+            g = structured_grad(grad_key, u, extra, batches.draw(batch_key, data))
             noise = jax.random.normal(noise_key, u.shape)
             new = u + eps * g + jnp.sqrt(2 * eps * temperature) * noise
             buffer = extra["buffer"].at[extra["next"]].set(new)
@@ -422,6 +603,32 @@ class StructuredSGMCMCBackend(_SGMCMC):
             return new, extra
 
         return init, step
+
+
+def _structured_gradient(grad, group_of, options):
+    """``(key, u, extra, batch) -> g``: each group's gradient with the other groups drawn from the
+    buffer of past samples (exact scheme) or, with ``dropout_p``, current with probability p."""
+    group_of = jnp.asarray(group_of)
+    num_groups = int(group_of.max()) + 1
+    p, rows = options["dropout_p"], options["vi_batch"]
+
+    def structured_grad(key, u, extra, batch):
+        mask_key, pick_key = jax.random.split(key)
+        if p is None:
+            mask = jnp.eye(num_groups, dtype=bool)  # row m: group m current, others past
+            weight = 1.0
+        else:
+            mask = jax.random.bernoulli(mask_key, p, (rows, num_groups))
+            weight = 1.0 / (p * rows)
+        picks = jax.random.randint(pick_key, mask.shape, 0, extra["count"])
+        past = extra["buffer"][picks]  # (rows, groups, dim)
+        past = jnp.take_along_axis(past, group_of[None, None, :], axis=1)[:, 0]  # (rows, dim)
+        current = mask[:, group_of]  # (rows, dim)
+        points = jnp.where(current, u[None], past)
+        grads = jax.vmap(grad, in_axes=(0, None))(points, batch)
+        return weight * jnp.sum(jnp.where(current, grads, 0.0), axis=0)
+
+    return structured_grad
 
 
 def _group_index(bridge: Bridge, groups: Any) -> jnp.ndarray:
