@@ -18,6 +18,15 @@ each data array whose leading axis has length N; the log-likelihood of the batch
 N / batch_size, which keeps the gradient unbiased. The parameters live on the unconstrained space
 (the bridge's flat vector); the draws are mapped back to the constrained sites.
 
+By default (``adapt=True``) the burn-in adaptation of :mod:`~bayesplug.inference.sg_adaptation`
+runs first: L-BFGS to the mode, a Laplace preconditioner there (the chains run in standardised
+coordinates), control variates centred on the mode, and a step size chosen from the measured
+mini-batch gradient noise so that the posterior variance is inflated by about
+``variance_tolerance`` (10%): no step size to set by hand, on unscaled data too. A chain that goes
+``runaway_scales`` Laplace scales from the mode, or non-finite, stops the run with a
+``ConvergenceWarning`` and the draws before it are kept. ``adapt=False`` gives the plain samplers
+(step size 1e-4 unless set, in the unconstrained space).
+
 Steps use blackjax's convention θ ← θ + ε ∇log p̂(θ) + sqrt(2ε) ξ (Welling & Teh write ε/2).
 ``schedule="polynomial"`` decays the step size as ε_t = ε (1 + t/100)^(-decay).
 ``control_variates=True`` centres the mini-batch gradient on a posterior mode found first by Adam
