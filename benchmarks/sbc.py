@@ -39,7 +39,7 @@ SETUPS = {
     "nested": (regression, REGRESSION, {}, None),
     "flow_vi": (regression, REGRESSION, {"num_steps": 3000, "num_draws": 2000}, None),
     "svi": (regression, REGRESSION, {"num_steps": 3000}, None),
-    "sgld": (regression, REGRESSION, {"num_chains": 1, "step_size": 1e-3}, None),
+    "sgld": (regression, REGRESSION, {"num_chains": 1, "step_size": 1e-3, "adapt": False}, None),
     "ppg": (
         "ssm",
         {"y": np.zeros(50)},
