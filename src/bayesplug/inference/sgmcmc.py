@@ -29,8 +29,9 @@ mini-batch gradient noise so that the posterior variance is inflated by about
 
 Steps use blackjax's convention θ ← θ + ε ∇log p̂(θ) + sqrt(2ε) ξ (Welling & Teh write ε/2).
 ``schedule="polynomial"`` decays the step size as ε_t = ε (1 + t/100)^(-decay).
-``control_variates=True`` centres the mini-batch gradient on a posterior mode found first by Adam
-on the full data (Baker et al. 2019; blackjax's ``control_variates``). A chain whose position
+``control_variates=True`` (the default when adapting) centres the mini-batch gradient on a
+posterior mode: the adaptation's L-BFGS mode, or with ``adapt=False`` one found by Adam on the full
+data (Baker et al. 2019; blackjax's ``control_variates``). A chain whose position
 becomes NaN or infinite stops the run: the draws before it are kept, and the warning names the
 step size to lower.
 
