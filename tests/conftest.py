@@ -53,7 +53,7 @@ def interrupt_at_chunk(monkeypatch):
     """``interrupt_at_chunk(n)``: the n-th chunk of any run raises KeyboardInterrupt (Ctrl-C)."""
     import jax
 
-    from bayesplug.inference import _loop
+    from bayesplug.inference import driver
 
     real = jax.block_until_ready
 
@@ -66,7 +66,7 @@ def interrupt_at_chunk(monkeypatch):
                 raise KeyboardInterrupt
             return real(x)
 
-        monkeypatch.setattr(_loop.jax, "block_until_ready", block)
+        monkeypatch.setattr(driver.jax, "block_until_ready", block)
 
     return arm
 

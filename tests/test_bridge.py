@@ -8,7 +8,7 @@ import numpyro.distributions as dist
 import pytest
 from scipy import stats
 
-from bayesplug.inference._numpyro_bridge import Bridge, pointwise_log_likelihood, trace_model
+from bayesplug.bridge import Bridge, pointwise_log_likelihood, trace_model
 
 
 def model(y=None):

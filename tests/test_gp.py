@@ -76,7 +76,7 @@ def test_sum_kernel_with_yerr_and_constant_mean_matches_closed_form(toy):
 def test_log_likelihood_is_the_gaussian_marginal(toy):
     from scipy import stats
 
-    from bayesplug.inference._numpyro_bridge import Bridge
+    from bayesplug.bridge import Bridge
 
     model = GP(kernel="rbf", priors={"amplitude": 0.7})
     data = model.validate(toy)

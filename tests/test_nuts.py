@@ -7,7 +7,7 @@ import pytest
 from conftest import normal_mean_model, normal_mean_posterior
 
 import bayesplug as bp
-from bayesplug.inference import _loop
+from bayesplug.inference import driver
 
 
 def test_conjugate_normal_posterior(normal_fit, normal_data):
@@ -76,7 +76,7 @@ def test_run_in_chunks_wall_clock_limit():
         time.sleep(0.05)
         return state + 1, np.array([state])
 
-    run = _loop.run_in_chunks(
+    run = driver.run_in_chunks(
         advance, 0, num_chunks=100, steps_per_chunk=1, progress=False, max_time=0.2
     )
     assert run.interrupted and "max_time" in run.reason

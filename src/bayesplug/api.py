@@ -119,6 +119,9 @@ def fit(
     *,
     seed: int = 0,
     progress: bool | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    resume: str | os.PathLike | None = None,
+    devices: int | list[Any] | None = None,
     **options: Any,
 ) -> Fit:
     """Fit a model to data with an inference method.
@@ -136,6 +139,23 @@ def fit(
         Non-negative integer; the same seed gives identical draws.
     progress
         Show a progress bar; by default only when standard error is a terminal.
+    checkpoint
+        A file to which the sampler's state and draws are written after every chunk (about 20
+        per run; atomically, as NumPy arrays and JSON, never pickle). A run that is killed,
+        interrupted or stopped by ``max_time`` can then be resumed.
+    resume
+        A checkpoint file written by an earlier call with the same model, data, method, options
+        and seed: the run continues from its last chunk (and keeps checkpointing to the same file
+        unless ``checkpoint`` names another) and returns the same draws as a run that was never
+        interrupted. A checkpoint of a different run is refused.
+    devices
+        The local devices that the chains of ``nuts`` and the SG-MCMC backends are split over:
+        None (all of them), a count, or a list of JAX devices. The same seed gives the same
+        draws on any number of devices up to floating-point rounding (which NUTS's warm-up can
+        amplify over hundreds of steps: the chains then differ draw by draw, each a valid
+        chain of the same posterior). On a CPU-only machine
+        there is one device unless ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` is
+        set before JAX starts.
     **options
         Method options (``num_samples=...``); unknown names and wrong types are rejected.
 
@@ -172,13 +192,22 @@ def fit(
     _check_capabilities(model, backend)
     if progress is None:
         progress = sys.stderr.isatty()
+    if resume is not None and checkpoint is None:
+        checkpoint = resume
     with precision_context(model):
         import jax.numpy as jnp
 
+        from .inference.driver import checkpointing, using_devices
+
         run_data = {k: jnp.asarray(v) for k, v in data.items()}
-        raw = backend.run(
-            model, run_data, jax.random.PRNGKey(seed), progress=bool(progress), **options
-        )
+        fingerprint = _fingerprint(model, backend.name, seed, options, data)
+        with (
+            using_devices(devices) as plan,
+            checkpointing(checkpoint, resume_from=resume, fingerprint=fingerprint),
+        ):
+            raw = backend.run(
+                model, run_data, jax.random.PRNGKey(seed), progress=bool(progress), **options
+            )
         start = time.perf_counter()
         try:
             idata = to_inference_data(
@@ -187,6 +216,20 @@ def fit(
         except Exception as exc:  # the draws are the user's work: never lose them here
             idata = _draws_only(raw, backend.name, seed, exc)
         idata.attrs["conversion_time"] = time.perf_counter() - start
+    idata.attrs["num_devices"] = plan.used
+    if checkpoint is not None:
+        idata.attrs["checkpoint"] = os.fspath(checkpoint)
+    if resume is not None:
+        idata.attrs["resumed_from"] = os.fspath(resume)
+    if raw.interrupted and checkpoint is not None:
+        from .errors import InterruptedRunWarning
+
+        warnings.warn(
+            f"The run so far is saved in the checkpoint {os.fspath(checkpoint)!r}: continue it "
+            f"with the same arguments and resume={os.fspath(checkpoint)!r}.",
+            InterruptedRunWarning,
+            stacklevel=3,
+        )
     result = Fit(idata, model, data, state=raw.state)
     start = time.perf_counter()
     try:
@@ -198,6 +241,39 @@ def fit(
     for message in diagnostics["messages"]:
         warnings.warn(message, ConvergenceWarning, stacklevel=3)  # the caller, past the lock
     return result
+
+
+def _fingerprint(model, method: str, seed: int, options, data) -> dict[str, Any]:
+    """What identifies a run for resuming: model and its options, method, options, seed, data."""
+    import hashlib
+
+    import numpy as np
+
+    digest = hashlib.sha256()
+    for key in sorted(data):
+        value = np.ascontiguousarray(np.asarray(data[key]))
+        digest.update(f"{key}:{value.dtype.str}:{value.shape}".encode())
+        digest.update(value.tobytes())
+    options = {k: v for k, v in options.items() if k != "max_time"}  # a stop rule, not the run
+    return {
+        "model": model.name,
+        "model_options": json.dumps(getattr(model, "options", {}), default=_stable, sort_keys=True),
+        "method": method,
+        "options": json.dumps(dict(options), default=_stable, sort_keys=True),
+        "seed": int(seed),
+        "data": digest.hexdigest(),
+    }
+
+
+def _stable(value: Any) -> str:
+    """A description of a non-JSON option that is the same in every process (no addresses)."""
+    import re
+
+    name = getattr(value, "__qualname__", None)
+    module = getattr(value, "__module__", None)
+    if name is not None:
+        return f"{module}.{name}"
+    return re.sub(r" at 0x[0-9a-fA-F]+", "", repr(value))
 
 
 def _why(exc: BaseException) -> str:

@@ -56,7 +56,7 @@ import numpy as np
 
 from ..errors import ConvergenceWarning, InterruptedRunWarning
 from ..protocols import MAX_TIME, Model, Option, RawResult, positive, positive_int, probability
-from ._loop import run_in_chunks
+from .driver import run_in_chunks
 
 __all__ = ["CEPBackend", "CEPInfo", "CEPProblem", "CEPState", "init", "step"]
 

@@ -77,11 +77,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..bridge import Bridge
 from ..errors import BayesplugError, ConvergenceWarning, InputError, InterruptedRunWarning
 from ..protocols import MAX_TIME, Model, Option, RawResult, one_of, positive, positive_int
-from ._loop import run_in_chunks
-from ._numpyro_bridge import Bridge
 from ._optim import adam_with_schedule, all_finite
+from .driver import run_in_chunks
 from .flows import FLOWS, NEEDS_TWO_DIMS, SITE, TAILED, make_guide
 from .resampling import systematic_resample
 

@@ -41,11 +41,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..bridge import _LOG_DET_PREFIX, Bridge, _site_log_prob_sum
 from ..errors import BayesplugError, ConvergenceWarning, InputError, InterruptedRunWarning
 from ..protocols import MAX_TIME, Model, Option, RawResult, one_of, positive, positive_int
-from ._loop import run_in_chunks
-from ._numpyro_bridge import _LOG_DET_PREFIX, Bridge, _site_log_prob_sum
 from ._optim import adam_with_schedule
+from .driver import run_in_chunks
 
 __all__ = ["MAPBackend", "MAPInfo", "MAPState", "build_kernel", "init"]
 

@@ -44,10 +44,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..bridge import Bridge
 from ..errors import ConvergenceWarning, InterruptedRunWarning
 from ..protocols import MAX_TIME, Model, Option, RawResult, positive, positive_int
-from ._loop import run_in_chunks
-from ._numpyro_bridge import Bridge
+from .driver import run_in_chunks
 from .resampling import systematic_resample
 
 __all__ = ["NestedBackend", "NestedRun", "simulate_log_weights"]

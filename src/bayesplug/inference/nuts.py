@@ -31,7 +31,7 @@ import numpy as np
 
 from ..errors import BayesplugError, InterruptedRunWarning
 from ..protocols import MAX_TIME, Model, Option, RawResult, non_negative, positive_int, probability
-from ._loop import run_in_chunks
+from .driver import place_chains, run_in_chunks
 
 __all__ = ["NUTSBackend"]
 
@@ -117,16 +117,17 @@ class NUTSBackend:
 
             return jax.lax.scan(step, state, None, length=steps_per_chunk)
 
+        state, chain_data = place_chains(state, data, num_chains)
         # Compile once, ahead of time, so compilation and sampling are timed apart.
         compile_start = time.perf_counter()
-        compiled = advance.lower(state, data).compile()
+        compiled = advance.lower(state, chain_data).compile()
         compile_time = time.perf_counter() - compile_start
 
         def postfix(state, out):
             return {"divergences": int(np.sum(out[1]["diverging"]))}
 
         run = run_in_chunks(
-            lambda s: compiled(s, data),
+            lambda s: compiled(s, chain_data),
             state,
             num_chunks=num_chunks,
             steps_per_chunk=steps_per_chunk,

@@ -40,8 +40,8 @@ from scipy.special import logsumexp
 
 from ..errors import BayesplugError, InputError, InterruptedRunWarning
 from ..protocols import MAX_TIME, Model, Option, RawResult, non_negative, one_of, positive_int
-from ._loop import run_in_chunks
 from ._particles import Functional, builtin_functional, finish, make_pass, trace_paths
+from .driver import run_in_chunks
 
 __all__ = ["PaRISBackend", "resolve_functionals", "check_particle_options"]
 

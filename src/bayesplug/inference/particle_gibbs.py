@@ -55,13 +55,13 @@ from ..protocols import (
     positive,
     positive_int,
 )
-from ._loop import run_in_chunks
 from ._particles import (
     Functional,
     particle_pass,
     score_functional,
     trace_paths,
 )
+from .driver import run_in_chunks
 from .paris import (
     check_finite_filter,
     check_particle_options,

@@ -62,6 +62,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..bridge import Bridge
 from ..errors import BayesplugError, ConvergenceWarning, InputError, InterruptedRunWarning
 from ..protocols import (
     MAX_TIME,
@@ -75,9 +76,8 @@ from ..protocols import (
     probability,
 )
 from . import sg_adaptation as adaptation
-from ._loop import run_in_chunks
 from ._minibatch import MiniBatches
-from ._numpyro_bridge import Bridge
+from .driver import place_chains, run_in_chunks
 
 __all__ = ["SGHMCBackend", "SGLDBackend", "StructuredSGMCMCBackend"]
 
@@ -275,12 +275,13 @@ class _SGMCMC:
             keys[1:],
             jnp.full(num_chains, OK, jnp.int32),
         )
+        carry, chain_data = place_chains(carry, data, num_chains)
         start = time.perf_counter()
-        compiled = jax.jit(advance).lower(carry, data).compile()
+        compiled = jax.jit(advance).lower(carry, chain_data).compile()
         attrs["compile_time"] = time.perf_counter() - start
 
         run = run_in_chunks(
-            lambda c: compiled(c, data),
+            lambda c: compiled(c, chain_data),
             carry,
             num_chunks=num_chunks,
             steps_per_chunk=per_chunk * thinning,

@@ -43,12 +43,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..bridge import trace_model
 from ..errors import BayesplugError, ConvergenceWarning, InterruptedRunWarning
 from ..protocols import MAX_TIME, Model, Option, RawResult, one_of, positive, positive_int
-from ._loop import run_in_chunks
 from ._minibatch import MiniBatches, scale_likelihood
-from ._numpyro_bridge import trace_model
 from ._optim import adam_with_schedule, all_finite
+from .driver import run_in_chunks
 
 __all__ = ["SVIBackend"]
 

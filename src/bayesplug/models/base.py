@@ -34,7 +34,7 @@ class ModelBase:
         The default asks NumPyro (correct for factorised likelihoods); models whose likelihood
         does not factorise over observations override it.
         """
-        from ..inference._numpyro_bridge import pointwise_log_likelihood
+        from ..bridge import pointwise_log_likelihood
 
         return pointwise_log_likelihood(self.model, samples, data)
 

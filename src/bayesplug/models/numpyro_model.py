@@ -135,7 +135,7 @@ class NumPyroModel(ModelBase):
 
     def validate(self, data: Mapping[str, Any]) -> dict[str, Any]:
         """Check the keys against ``fn``'s signature and the values; find the observed sites."""
-        from ..inference._numpyro_bridge import trace_model
+        from ..bridge import trace_model
 
         data = as_data_mapping(data, allow_empty=True)  # a likelihood may be a numpyro.factor
         self._check_keys(data, "data")

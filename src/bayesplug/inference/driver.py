@@ -1,0 +1,440 @@
+"""The driver: the thin Python loop around jitted chunks that every backend uses.
+
+Samplers are pure ``step`` functions driven by ``lax.scan`` inside one jitted *chunk*; between
+chunks this loop updates the progress bar, notices Ctrl-C and ``max_time``, and (inside
+:func:`checkpointing`) writes the sampler's state and outputs to a checkpoint file, so an
+interrupted or killed run keeps every finished chunk and can be resumed.
+
+Checkpoints are data: a NumPy ``.npz`` archive of arrays and a JSON header, written to a
+temporary file and renamed over the old one after every chunk (a kill mid-write leaves the
+previous checkpoint whole), read back with ``allow_pickle=False``. A resumed run rebuilds its
+sampler from the same model, data, options and seed, then replaces the state of every chunked
+loop by the saved one: it takes the same draws as a run that was never interrupted.
+
+Examples
+--------
+A chunked loop driven by hand, checkpointed, then resumed from the file:
+
+>>> import os, tempfile, jax, jax.numpy as jnp
+>>> from bayesplug.inference.driver import checkpointing, run_in_chunks
+>>> advance = jax.jit(lambda s: (s + 1.0, s))
+>>> path = os.path.join(tempfile.mkdtemp(), "run.ckpt")
+>>> with checkpointing(path, fingerprint={"run": "demo"}):
+...     first = run_in_chunks(advance, jnp.zeros(2), num_chunks=3, steps_per_chunk=1,
+...                           progress=False)
+>>> with checkpointing(path, resume_from=path, fingerprint={"run": "demo"}):
+...     again = run_in_chunks(advance, jnp.zeros(2), num_chunks=3, steps_per_chunk=1,
+...                           progress=False)
+>>> again.resumed_chunks, [float(o[0]) for o in again.outputs]
+(3, [0.0, 1.0, 2.0])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import json
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import jax
+import numpy as np
+
+from ..errors import BayesplugError
+
+__all__ = [
+    "ChunkedRun",
+    "Checkpoint",
+    "checkpointing",
+    "place_chains",
+    "run_in_chunks",
+    "using_devices",
+]
+
+_FORMAT = "bayesplug-checkpoint"
+_VERSION = 1
+
+
+@dataclass
+class ChunkedRun:
+    """Outcome of :func:`run_in_chunks`."""
+
+    state: Any
+    outputs: list[Any] = field(default_factory=list)
+    interrupted: bool = False
+    reason: str = ""
+    seconds: float = 0.0
+    resumed_chunks: int = 0
+
+
+class Checkpoint:
+    """A checkpoint file shared by every chunked loop of one fit (see :func:`checkpointing`).
+
+    Each call of :func:`run_in_chunks` during the fit is one *loop*, numbered in call order; the
+    file holds, per loop, the state after its last finished chunk, the outputs of its finished
+    chunks and whether it ran to its end.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        fingerprint: Mapping[str, Any],
+        resume_from: str | os.PathLike | None = None,
+    ) -> None:
+        self.path = os.fspath(path)
+        self.fingerprint = json.loads(json.dumps(fingerprint, sort_keys=True, default=str))
+        self._saved: list[dict[str, Any]] = []  # per loop: header entry + arrays
+        self._restorable: list[dict[str, Any]] = []
+        self._next = 0
+        if resume_from is not None:
+            self._restorable = self._read(os.fspath(resume_from))
+
+    # -- reading -----------------------------------------------------------------------------
+    def _read(self, path: str) -> list[dict[str, Any]]:
+        if not os.path.exists(path):
+            raise BayesplugError(
+                f"Cannot resume: no checkpoint file at {path!r}. Start the run with "
+                f"checkpoint={path!r} to write one."
+            )
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                header = json.loads(bytes(archive["header"]).decode("utf-8"))
+                arrays = {k: archive[k] for k in archive.files if k != "header"}
+        except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+            raise BayesplugError(
+                f"Cannot resume from {path!r}: it is not a readable bayesplug checkpoint "
+                f"({type(exc).__name__}: {exc})."
+            ) from None
+        if header.get("format") != _FORMAT or header.get("version") != _VERSION:
+            raise BayesplugError(
+                f"Cannot resume from {path!r}: not a bayesplug checkpoint of version "
+                f"{_VERSION} (header {str(header)[:120]})."
+            )
+        if header.get("fingerprint") != self.fingerprint:
+            theirs, ours = header.get("fingerprint", {}), self.fingerprint
+            differ = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
+            raise BayesplugError(
+                f"Cannot resume from {path!r}: it was written by a different run (differs "
+                f"in: {', '.join(differ)}). Resume with the same model, data, method, options "
+                "and seed, or start afresh with a new checkpoint file."
+            )
+        loops = []
+        for i, entry in enumerate(header["loops"]):
+            loop = dict(entry)
+            loop["state"] = [arrays[f"loop{i}/state/{j}"] for j in range(entry["state_leaves"])]
+            loop["outputs"] = [
+                [arrays[f"loop{i}/out{c}/{j}"] for j in range(entry["output_leaves"])]
+                for c in range(entry["chunks"])
+            ]
+            loops.append(loop)
+        return loops
+
+    def restore(self) -> dict[str, Any] | None:
+        """The saved record of the next loop (None: nothing saved for it); advances the count."""
+        index = self._next
+        self._next += 1
+        self._saved.append({"chunks": 0, "complete": False, "state": [], "outputs": []})
+        if index < len(self._restorable):
+            record = self._restorable[index]
+            self._saved[index] = {
+                "chunks": record["chunks"],
+                "complete": record["complete"],
+                "state": record["state"],
+                "outputs": record["outputs"],
+                "keys": record.get("keys", []),
+            }
+            return record
+        return None
+
+    # -- writing -----------------------------------------------------------------------------
+    def save(self, state: Any, outputs: list[list[np.ndarray]], complete: bool) -> None:
+        """Record the current loop's state and its chunks' outputs (flat leaves, as from
+        :func:`host_leaves`), then rewrite the file atomically."""
+        leaves, keys = host_leaves(state)
+        loop = self._saved[self._next - 1]
+        loop.update(
+            chunks=len(outputs), complete=complete, state=leaves, outputs=outputs, keys=keys
+        )
+        header = {
+            "format": _FORMAT,
+            "version": _VERSION,
+            "fingerprint": self.fingerprint,
+            "loops": [
+                {
+                    "chunks": entry["chunks"],
+                    "complete": entry["complete"],
+                    "state_leaves": len(entry["state"]),
+                    "output_leaves": len(entry["outputs"][0]) if entry["outputs"] else 0,
+                    "keys": entry.get("keys", []),
+                }
+                for entry in self._saved
+            ],
+        }
+        arrays = {"header": np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)}
+        for i, entry in enumerate(self._saved):
+            for j, leaf in enumerate(entry["state"]):
+                arrays[f"loop{i}/state/{j}"] = leaf
+            for c, chunk in enumerate(entry["outputs"]):
+                for j, leaf in enumerate(chunk):
+                    arrays[f"loop{i}/out{c}/{j}"] = leaf
+        _write_atomically(self.path, arrays)
+
+
+def host_leaves(tree: Any) -> tuple[list[np.ndarray], list[list[Any]]]:
+    """The leaves of ``tree`` as NumPy arrays; typed PRNG keys become their raw key data."""
+    leaves, keys = [], []
+    for j, leaf in enumerate(jax.tree.leaves(tree)):
+        if jax.dtypes.issubdtype(getattr(leaf, "dtype", None), jax.dtypes.prng_key):
+            keys.append([j, str(jax.random.key_impl(leaf))])
+            leaf = jax.random.key_data(leaf)
+        leaves.append(np.asarray(leaf))
+    return leaves, keys
+
+
+def _as_tree(template: Any, leaves: list[np.ndarray], keys: list[list[Any]], what: str) -> Any:
+    """Put saved leaves into ``template``'s structure, checking count, shapes and dtypes."""
+    flat, treedef = jax.tree.flatten(template)
+    wrapped = dict((j, impl) for j, impl in keys)
+    if len(flat) != len(leaves):
+        raise _mismatch(what, f"{len(leaves)} arrays saved, {len(flat)} expected")
+    out = []
+    for j, (want, got) in enumerate(zip(flat, leaves, strict=True)):
+        value = jax.numpy.asarray(got)
+        if j in wrapped:
+            value = jax.random.wrap_key_data(value, impl=wrapped[j])
+        if np.shape(want) != value.shape or jax.numpy.result_type(want) != value.dtype:
+            raise _mismatch(
+                what,
+                f"array {j} is {value.dtype}{list(value.shape)}, expected "
+                f"{jax.numpy.result_type(want)}{list(np.shape(want))}",
+            )
+        sharding = getattr(want, "sharding", None)
+        out.append(value if sharding is None else jax.device_put(value, sharding))
+    return jax.tree.unflatten(treedef, out)
+
+
+def _mismatch(what: str, detail: str) -> BayesplugError:
+    return BayesplugError(
+        f"The checkpoint's {what} does not fit this run ({detail}): it was written by another "
+        "version of the sampler. Start afresh with a new checkpoint file."
+    )
+
+
+def _write_atomically(path: str, arrays: dict[str, np.ndarray]) -> None:
+    """Write an ``.npz`` next to ``path`` and rename it over ``path`` (never a torn file)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    temporary = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    with open(temporary, "wb") as handle:
+        np.savez(handle, **arrays)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+_ACTIVE: contextvars.ContextVar[Checkpoint | None] = contextvars.ContextVar(
+    "bayesplug_checkpoint", default=None
+)
+
+
+@contextlib.contextmanager
+def checkpointing(
+    path: str | os.PathLike | None,
+    *,
+    resume_from: str | os.PathLike | None = None,
+    fingerprint: Mapping[str, Any] | None = None,
+) -> Iterator[Checkpoint | None]:
+    """Checkpoint every :func:`run_in_chunks` loop run inside this block to ``path``.
+
+    Parameters
+    ----------
+    path
+        The checkpoint file (None: no checkpointing; the block runs as it would without it).
+    resume_from
+        A checkpoint file (often ``path`` itself) to read first: each loop continues from its
+        saved state.
+    fingerprint
+        A JSON-able description of the run (model, data digest, method, options, seed). A
+        resume whose fingerprint differs from the file's is refused: it would splice two
+        different runs.
+    """
+    if path is None:
+        yield None
+        return
+    checkpoint = Checkpoint(path, fingerprint or {}, resume_from=resume_from)
+    token = _ACTIVE.set(checkpoint)
+    try:
+        yield checkpoint
+    finally:
+        _ACTIVE.reset(token)
+
+
+def run_in_chunks(
+    advance: Callable[[Any], tuple[Any, Any]],
+    state: Any,
+    *,
+    num_chunks: int,
+    steps_per_chunk: int,
+    progress: bool,
+    description: str | Callable[[int], str] = "sampling",
+    postfix: Callable[[Any, Any], dict[str, Any]] | None = None,
+    max_time: float | None = None,
+    done: Callable[[Any, Any], bool] | None = None,
+    total_steps: int | None = -1,
+    steps_done: Callable[[Any], int] | None = None,
+) -> ChunkedRun:
+    """Call ``state, out = advance(state)`` ``num_chunks`` times, collecting ``out``.
+
+    Parameters
+    ----------
+    advance
+        A jitted function advancing the sampler by ``steps_per_chunk`` steps.
+    progress
+        Show a tqdm bar counting steps.
+    description
+        Bar label, or a function of the chunk index returning it (e.g. "warmup" / "sampling").
+    postfix
+        ``(state, out) -> dict`` shown after the bar (divergences, ln Z, ...).
+    max_time
+        Wall-clock limit in seconds: the run stops after the chunk that crosses it.
+    done
+        ``(state, out) -> bool``: the run has converged and stops (not an interruption).
+    total_steps
+        Steps shown as the bar's total (None: unknown; default: ``num_chunks * steps_per_chunk``).
+    steps_done
+        ``out -> int``: the steps a chunk actually took (chunks of varying length); default
+        ``steps_per_chunk``.
+
+    Returns
+    -------
+    ChunkedRun
+        The last state, the outputs of every finished chunk, and whether (and why) the run
+        stopped early. Ctrl-C stops the run between chunks' results, never losing finished ones.
+    """
+    from tqdm.auto import tqdm
+
+    checkpoint = _ACTIVE.get()
+    record = checkpoint.restore() if checkpoint is not None else None
+    run = ChunkedRun(state)
+    saved_outputs: list[list[np.ndarray]] = []
+    host_outputs: list[list[np.ndarray]] = []
+    complete = False
+    if record is not None and record["chunks"] > 0:
+        run.state = _as_tree(state, record["state"], record.get("keys", []), "sampler state")
+        saved_outputs, complete = record["outputs"], record["complete"]
+        run.resumed_chunks = len(saved_outputs)
+    start = time.perf_counter()
+    total = num_chunks * steps_per_chunk if total_steps == -1 else total_steps
+    bar = tqdm(total=total, disable=not progress, leave=True)
+    bar.update(run.resumed_chunks * steps_per_chunk if total_steps == -1 else 0)
+    try:
+        first = run.resumed_chunks if not complete else num_chunks
+        for i in range(first, num_chunks):
+            bar.set_description(description(i) if callable(description) else description)
+            new_state, out = advance(run.state)
+            out = jax.block_until_ready(out)
+            run.state = new_state
+            run.outputs.append(out)
+            bar.update(steps_per_chunk if steps_done is None else steps_done(out))
+            if postfix is not None and progress:
+                bar.set_postfix(postfix(new_state, out), refresh=False)
+            finished = i + 1 == num_chunks or (done is not None and done(new_state, out))
+            if checkpoint is not None:
+                host_outputs.append(host_leaves(out)[0])
+                checkpoint.save(run.state, saved_outputs + host_outputs, finished)
+            if finished:
+                break
+            if max_time is not None and time.perf_counter() - start > max_time:
+                run.interrupted = True
+                run.reason = f"the wall-clock limit max_time={max_time:g} s was reached"
+                break
+    except KeyboardInterrupt:
+        run.interrupted = True
+        run.reason = "interrupted by the user (Ctrl-C)"
+    finally:
+        bar.close()
+        run.seconds = time.perf_counter() - start
+    if saved_outputs:
+        # The saved outputs take their structure from a fresh chunk; when the loop had already
+        # finished, one chunk is run (and discarded) from the saved state just for that.
+        template = run.outputs[0] if run.outputs else advance(run.state)[1]
+        run.outputs = _restored(saved_outputs, template) + run.outputs
+    return run
+
+
+def _restored(saved: list[list[np.ndarray]], template: Any) -> list[Any]:
+    """Saved chunk outputs (flat leaves) rebuilt in the structure of ``template``."""
+    return [_as_tree(template, leaves, [], "chunk output") for leaves in saved]
+
+
+# -- devices -----------------------------------------------------------------------------------
+class _DevicePlan:
+    def __init__(self, devices: list[Any] | None) -> None:
+        self.devices = devices
+        self.used = 1  # the most devices any loop of the run was split over
+
+
+_DEVICES: contextvars.ContextVar[_DevicePlan | None] = contextvars.ContextVar(
+    "bayesplug_devices", default=None
+)
+
+
+@contextlib.contextmanager
+def using_devices(devices: int | list[Any] | None = None) -> Iterator[_DevicePlan]:
+    """Split the chains of every backend run inside this block over ``devices``.
+
+    Parameters
+    ----------
+    devices
+        None: every local device (``jax.local_devices()``); an int: the first that many; or a
+        list of JAX devices. A run with C chains uses the largest count of these devices that
+        divides C (4 chains on 3 devices run on 2).
+    """
+    local = jax.local_devices()
+    if devices is None:
+        chosen = local
+    elif isinstance(devices, int) and not isinstance(devices, bool):
+        if not 1 <= devices <= len(local):
+            raise BayesplugError(
+                f"devices={devices}: this process sees {len(local)} device(s) "
+                f"({local[0].platform}); pass a count from 1 to {len(local)}."
+            )
+        chosen = local[:devices]
+    else:
+        chosen = list(devices)
+        if not chosen:
+            raise BayesplugError("devices=[] names no device; pass None for all of them.")
+    plan = _DevicePlan(chosen)
+    token = _DEVICES.set(plan)
+    try:
+        yield plan
+    finally:
+        _DEVICES.reset(token)
+
+
+def place_chains(carry: Any, data: Any, num_chains: int) -> tuple[Any, Any]:
+    """Split ``carry`` (its leaves with a leading chain axis) over the devices in use and
+    replicate ``data`` on them, so that a ``jit`` of the chunk runs each device's chains there.
+
+    Chains are independent, so the draws are those of one device up to floating-point
+    reassociation. Outside :func:`using_devices`, or with one device, nothing moves.
+    """
+    plan = _DEVICES.get()
+    devices = plan.devices if plan is not None else [jax.local_devices()[0]]
+    count = max(n for n in range(1, len(devices) + 1) if num_chains % n == 0)
+    if count == 1:
+        return carry, data
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    mesh = Mesh(np.asarray(devices[:count]), ("chains",))
+    split = NamedSharding(mesh, PartitionSpec("chains"))
+    whole = NamedSharding(mesh, PartitionSpec())
+    plan.used = max(plan.used, count)
+
+    def place(leaf):
+        chained = np.ndim(leaf) > 0 and np.shape(leaf)[0] == num_chains
+        return jax.device_put(leaf, split if chained else whole)
+
+    return jax.tree.map(place, carry), jax.device_put(data, whole)
