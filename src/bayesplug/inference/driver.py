@@ -49,6 +49,7 @@ __all__ = [
     "ChunkedRun",
     "Checkpoint",
     "checkpointing",
+    "initialize_hosts",
     "place_chains",
     "run_in_chunks",
     "using_devices",
@@ -153,7 +154,7 @@ class Checkpoint:
     def save(self, state: Any, outputs: list[list[np.ndarray]], complete: bool) -> None:
         """Record the current loop's state and its chunks' outputs (flat leaves, as from
         :func:`host_leaves`), then rewrite the file atomically."""
-        leaves, keys = host_leaves(state)
+        leaves, keys = host_leaves(_gathered(state))
         loop = self._saved[self._next - 1]
         loop.update(
             chunks=len(outputs), complete=complete, state=leaves, outputs=outputs, keys=keys
@@ -180,7 +181,8 @@ class Checkpoint:
             for c, chunk in enumerate(entry["outputs"]):
                 for j, leaf in enumerate(chunk):
                     arrays[f"loop{i}/out{c}/{j}"] = leaf
-        _write_atomically(self.path, arrays)
+        if jax.process_index() == 0:  # several hosts: one writer, every process holds it all
+            _write_atomically(self.path, arrays)
 
 
 def host_leaves(tree: Any) -> tuple[list[np.ndarray], list[list[Any]]]:
@@ -212,7 +214,7 @@ def _as_tree(template: Any, leaves: list[np.ndarray], keys: list[list[Any]], wha
                 f"{jax.numpy.result_type(want)}{list(np.shape(want))}",
             )
         sharding = getattr(want, "sharding", None)
-        out.append(value if sharding is None else jax.device_put(value, sharding))
+        out.append(value if sharding is None else _placed(value, sharding))
     return jax.tree.unflatten(treedef, out)
 
 
@@ -334,7 +336,7 @@ def run_in_chunks(
         for i in range(first, num_chunks):
             bar.set_description(description(i) if callable(description) else description)
             new_state, out = advance(run.state)
-            out = jax.block_until_ready(out)
+            out = _gathered(jax.block_until_ready(out))
             run.state = new_state
             run.outputs.append(out)
             bar.update(steps_per_chunk if steps_done is None else steps_done(out))
@@ -392,7 +394,7 @@ def using_devices(devices: int | list[Any] | None = None) -> Iterator[_DevicePla
         list of JAX devices. A run with C chains uses the largest count of these devices that
         divides C (4 chains on 3 devices run on 2).
     """
-    local = jax.local_devices()
+    local = jax.devices() if jax.process_count() > 1 else jax.local_devices()
     if devices is None:
         chosen = local
     elif isinstance(devices, int) and not isinstance(devices, bool):
@@ -435,6 +437,68 @@ def place_chains(carry: Any, data: Any, num_chains: int) -> tuple[Any, Any]:
 
     def place(leaf):
         chained = np.ndim(leaf) > 0 and np.shape(leaf)[0] == num_chains
-        return jax.device_put(leaf, split if chained else whole)
+        return _placed(leaf, split if chained else whole)
 
-    return jax.tree.map(place, carry), jax.device_put(data, whole)
+    return jax.tree.map(place, carry), jax.tree.map(lambda x: _placed(x, whole), data)
+
+
+def _placed(value: Any, sharding: Any) -> Any:
+    """``value`` laid out by ``sharding``; across hosts each process builds its own shards."""
+    if sharding.is_fully_addressable:
+        return jax.device_put(value, sharding)
+    host = np.asarray(value)
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+
+def _gathered(tree: Any) -> Any:
+    """Arrays spread over several processes gathered whole into every process (else as is)."""
+    if jax.process_count() == 1:
+        return tree
+    from jax.experimental import multihost_utils
+
+    def gather(leaf):
+        if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+            return multihost_utils.process_allgather(leaf, tiled=True)
+        return leaf
+
+    return jax.tree.map(gather, tree)
+
+
+def initialize_hosts(
+    coordinator_address: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+) -> None:
+    """Join a multi-process (multi-host) run: JAX's own multi-controller runtime.
+
+    Start the same script once per process; each calls this first (before any other JAX
+    work), then ``bp.fit`` as usual: the chains of ``nuts`` and SG-MCMC are split over every
+    process's devices, and every process returns the whole result (save it from process 0:
+    ``jax.process_index() == 0``). Arguments left None are read from the environment variables
+    ``BAYESPLUG_COORDINATOR`` (``host:port`` of process 0), ``BAYESPLUG_NUM_PROCESSES`` and
+    ``BAYESPLUG_PROCESS_ID``, else left to ``jax.distributed.initialize`` (which detects SLURM
+    and similar clusters). On CPUs the collectives go through gloo.
+
+    Examples
+    --------
+    Two processes on one machine (one terminal each)::
+
+        BAYESPLUG_COORDINATOR=localhost:12355 BAYESPLUG_NUM_PROCESSES=2 \\
+            BAYESPLUG_PROCESS_ID=0 python my_fit.py
+        BAYESPLUG_COORDINATOR=localhost:12355 BAYESPLUG_NUM_PROCESSES=2 \\
+            BAYESPLUG_PROCESS_ID=1 python my_fit.py
+
+    where ``my_fit.py`` calls ``bayesplug.inference.driver.initialize_hosts()`` first.
+    """
+    environ = os.environ
+    coordinator_address = coordinator_address or environ.get("BAYESPLUG_COORDINATOR")
+    if num_processes is None and "BAYESPLUG_NUM_PROCESSES" in environ:
+        num_processes = int(environ["BAYESPLUG_NUM_PROCESSES"])
+    if process_id is None and "BAYESPLUG_PROCESS_ID" in environ:
+        process_id = int(environ["BAYESPLUG_PROCESS_ID"])
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(
+        coordinator_address=coordinator_address,
+        num_processes=num_processes,
+        process_id=process_id,
+    )
