@@ -312,3 +312,18 @@ def test_bad_input_is_refused():
             batch_size=51,
             progress=False,
         )
+
+
+def test_refitting_one_instance_leaves_an_earlier_fit_unchanged():
+    """Each fit owns its model: validate's data-derived constants (y scale, inducing
+    initialisation, neighbour rows) of a second fit must not leak into the first (issue 19)."""
+    gp = SparseWithinSparseGP(num_inducing=16, num_neighbours=4)
+    options = {"method": "svi", "num_steps": 200, "num_draws": 20, "progress": False}
+    first = bp.fit(gp, sine_data(100, seed=1), **options)
+    x_new = {"x": np.linspace(-2.0, 2.0, 7)}
+    before = first.predict(x_new)["f"].mean
+    other = sine_data(150, seed=2)  # now two input dimensions, another scale
+    wide = np.column_stack([5.0 * other["x"], other["x"] ** 2])
+    bp.fit(gp, {"x": wide, "y": 30.0 * other["y"]}, **options)
+    np.testing.assert_array_equal(first.predict(x_new)["f"].mean, before)
+    assert first.model is not gp and not hasattr(gp, "y_scale")  # the user's instance untouched

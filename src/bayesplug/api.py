@@ -30,7 +30,12 @@ def _resolve_model(model: Any, data: Mapping[str, Any]):
     if isinstance(model, str):
         return registry.get_model(model)
     if hasattr(model, "model") and hasattr(model, "validate") and hasattr(model, "predict"):
-        return model
+        # Each fit owns its model: `validate` may store data-derived constants on the instance
+        # (scales, initial inducing inputs), and refitting the user's instance on new data must
+        # not change an earlier fit's predictions.
+        import copy
+
+        return copy.copy(model)
     if callable(model):
         from .models.numpyro_model import NumPyroModel
 
