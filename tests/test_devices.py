@@ -9,24 +9,17 @@ import sys
 
 import numpy as np
 import pytest
+from _child_regression import SETUP
 
 import bayesplug as bp
 from bayesplug.errors import BayesplugError
 
-CHILD = r"""
+CHILD = (
+    r"""
 import json, warnings
-import jax, numpy as np, numpyro, numpyro.distributions as dist
-import bayesplug as bp
-
-def model(x, y=None):
-    b = numpyro.sample("b", dist.Normal(0.0, 3.0).expand([2]).to_event(1))
-    s = numpyro.sample("s", dist.HalfNormal(1.0))
-    with numpyro.plate("data", x.shape[0]):
-        numpyro.sample("y", dist.Normal(b[0] + b[1] * x, s), obs=y)
-
-rng = np.random.default_rng(0)
-x = np.linspace(-1, 1, 40)
-data = {"x": x, "y": 0.5 + 2 * x + rng.normal(0, 0.3, 40)}
+"""
+    + SETUP
+    + r"""
 runs = {
     # NUTS's warm-up amplifies rounding differences (chaotic dynamics: 7e-5 after 30 adapted
     # steps, 0.1 sd after 200), so the plumbing is checked on draws with a fixed step size
@@ -47,6 +40,7 @@ for method, options in runs.items():
     }
 print("REPORT" + json.dumps(report))
 """
+)
 
 
 def test_four_host_devices_give_the_draws_of_one():

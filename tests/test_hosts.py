@@ -9,24 +9,17 @@ import subprocess
 import sys
 
 import numpy as np
+from _child_regression import SETUP
 
-CHILD = r"""
+CHILD = (
+    r"""
 import json, sys, warnings
 from bayesplug.inference.driver import initialize_hosts
 if sys.argv[1] == "hosts":
     initialize_hosts()
-import jax, numpy as np, numpyro, numpyro.distributions as dist
-import bayesplug as bp
-
-def model(x, y=None):
-    b = numpyro.sample("b", dist.Normal(0.0, 3.0).expand([2]).to_event(1))
-    s = numpyro.sample("s", dist.HalfNormal(1.0))
-    with numpyro.plate("data", x.shape[0]):
-        numpyro.sample("y", dist.Normal(b[0] + b[1] * x, s), obs=y)
-
-rng = np.random.default_rng(0)
-x = np.linspace(-1, 1, 40)
-data = {"x": x, "y": 0.5 + 2 * x + rng.normal(0, 0.3, 40)}
+"""
+    + SETUP
+    + r"""
 report = {"processes": jax.process_count(), "devices": jax.device_count()}
 for method, options in {
     "sgld": {"num_warmup": 200, "num_samples": 200, "num_chains": 4, "batch_size": 10},
@@ -41,6 +34,7 @@ for method, options in {
     }
 print("REPORT" + json.dumps(report))
 """
+)
 
 
 def free_port() -> int:

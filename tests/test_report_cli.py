@@ -129,6 +129,23 @@ def test_cli_fit_report_compare(tmp_path, capsys):
     assert "elpd_loo" in capsys.readouterr().out
 
 
+def test_cli_fit_checkpoints_and_resumes(tmp_path, capsys):
+    """--checkpoint writes the run's state; --resume of a finished run replays the same draws."""
+    csv = tmp_path / "points.csv"
+    x = np.linspace(0, 1, 8)
+    csv.write_text("x,y\n" + "\n".join(f"{a},{np.sin(3 * a)}" for a in x) + "\n")
+    ckpt = str(tmp_path / "run.ckpt")
+    common = ["fit", "gp", "--data", str(csv), "--option", "num_samples=60", "--option",
+              "num_warmup=60", "--option", "num_chains=2", "--devices", "1"]  # fmt: skip
+    assert main([*common, "--checkpoint", ckpt, "--out", str(tmp_path / "a.nc")]) == 0
+    assert main([*common, "--resume", ckpt, "--out", str(tmp_path / "b.nc")]) == 0
+    a, b = bp.load(tmp_path / "a.nc"), bp.load(tmp_path / "b.nc")
+    np.testing.assert_array_equal(
+        a.idata.posterior["lengthscale"].values, b.idata.posterior["lengthscale"].values
+    )
+    assert b.idata.attrs["resumed_from"] == ckpt
+
+
 def test_cli_reports_errors_in_words(capsys):
     assert main(["fit", "gp", "--data", "cosmic_chronometers", "--method", "nutz"]) == 2
     assert "Did you mean 'nuts'" in capsys.readouterr().err

@@ -240,7 +240,7 @@ def test_nuts_on_the_program_matches_the_gaussian_posterior_of_u():
         fit = bp.fit(
             gp, data, method="nuts", num_warmup=300, num_samples=500, num_chains=2, progress=False
         )
-        z, x, y = gp.inducing_init[:, 0], data["x"], data["y"]
+        z, x, y = fit.model.inducing_init[:, 0], data["x"], data["y"]
 
         def k(a, b):
             return amp**2 * np.exp(-0.5 * (a[:, None] - b[None]) ** 2 / ell**2)

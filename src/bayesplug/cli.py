@@ -114,17 +114,31 @@ def _cmd_fit(args) -> int:
     from .registry import get_model
 
     output_path(args.out, "--out")  # refused or its folder made before hours of sampling
+    if args.hosts:
+        from .inference.driver import initialize_hosts
+
+        initialize_hosts()
     model = get_model(args.model, **_parse_options(args.model_option, "--model-option"))
     if args.data in datasets.list():
         data = datasets.load(args.data)
     else:
         data = _read_csv(args.data)
     fit = api.fit(
-        model, data, args.method, seed=args.seed, **_parse_options(args.option, "--option")
+        model,
+        data,
+        args.method,
+        seed=args.seed,
+        checkpoint=args.checkpoint,
+        resume=args.resume,
+        devices=args.devices,
+        **_parse_options(args.option, "--option"),
     )
-    print(fit.summary().to_string())
-    fit.save(args.out)
-    print(f"wrote {args.out}")
+    import jax
+
+    if jax.process_index() == 0:  # several processes: one writes
+        print(fit.summary().to_string())
+        fit.save(args.out)
+        print(f"wrote {args.out}")
     return 0
 
 
@@ -187,6 +201,14 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--model-option", action="append", metavar="KEY=VALUE", help="model option")
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--out", default="run.nc")
+    fit.add_argument("--checkpoint", help="write the sampler's state here after every chunk")
+    fit.add_argument("--resume", help="continue the run saved in this checkpoint file")
+    fit.add_argument("--devices", type=int, help="local devices to split chains over (all)")
+    fit.add_argument(
+        "--hosts",
+        action="store_true",
+        help="join a multi-process run (BAYESPLUG_COORDINATOR, _NUM_PROCESSES, _PROCESS_ID)",
+    )
     fit.set_defaults(handler=_cmd_fit)
 
     rep = sub.add_parser("report", help="HTML report of one or more saved fits")

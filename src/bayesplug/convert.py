@@ -85,6 +85,7 @@ def to_inference_data(
         "model_options": _json(getattr(model, "options", {})),
         "data_keys": _json(list(data)),
         "interrupted": int(raw.interrupted),
+        "backend_messages": _json(list(raw.messages)),
         "created_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         **{f"version_{k}": v for k, v in package_versions().items()},
     }

@@ -158,6 +158,10 @@ class RawResult:
         The backend's resumable state (kept in memory, not saved to NetCDF).
     interrupted
         True when the run stopped early (Ctrl-C, a limit) and holds only part of the draws.
+    messages
+        What the backend says of this result, in words with the fix (divergences and the option
+        to raise, an unreliable approximation, a diverged optimisation): shown by
+        ``Fit.diagnostics()`` and warned at fit time; saved with the fit.
     """
 
     samples: dict[str, Any]
@@ -168,6 +172,7 @@ class RawResult:
     point_estimate: dict[str, Any] = field(default_factory=dict)
     state: Any = None
     interrupted: bool = False
+    messages: list[str] = field(default_factory=list)
 
 
 @runtime_checkable

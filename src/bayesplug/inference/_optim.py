@@ -1,11 +1,43 @@
-"""Optimiser pieces shared by the variational backends (``flow_vi``, ``svi``)."""
+"""Optimiser pieces shared by the optimising backends (``flow_vi``, ``svi``, ``map``): the
+Adam-with-schedule transform and its options, declared once here."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-__all__ = ["adam_with_schedule", "all_finite"]
+from ..protocols import Option, one_of, positive
+
+__all__ = [
+    "LEARNING_RATE",
+    "OPTIMIZER",
+    "SCHEDULE",
+    "SCHEDULES",
+    "adam_with_schedule",
+    "all_finite",
+]
+
+SCHEDULES = ("constant", "cosine", "exponential")
+
+
+def is_optax(value: Any) -> str | None:
+    """None for an optax GradientTransformation, else the error sentence."""
+    ok = hasattr(value, "init") and hasattr(value, "update")
+    return None if ok else "must be an optax GradientTransformation"
+
+
+LEARNING_RATE = Option(1e-2, (float,), "Adam's (peak) learning rate", positive)
+SCHEDULE = Option(
+    "cosine",
+    (str,),
+    "learning-rate schedule: 'constant', 'cosine' (warm-up, decay to 1/100), 'exponential'",
+    one_of(SCHEDULES),
+)
+OPTIMIZER = Option(
+    None, (object,), "an optax GradientTransformation replacing Adam and the schedule", is_optax
+)
 
 
 def adam_with_schedule(learning_rate: float, schedule: str, num_steps: int):

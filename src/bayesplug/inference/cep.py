@@ -375,14 +375,14 @@ class CEPBackend:
         rng_key,
         *,
         progress: bool = False,
-        max_epochs: int = 200,
-        tol: float = 1e-4,
-        damping: float = 0.5,
-        core_damping: float = 0.5,
-        tau_damping: float = 0.5,
-        num_draws: int = 1000,
-        num_restarts: int = 4,
-        max_time: float | None = None,
+        max_epochs: int,
+        tol: float,
+        damping: float,
+        core_damping: float,
+        tau_damping: float,
+        num_draws: int,
+        num_restarts: int,
+        max_time: float | None,
     ) -> RawResult:
         """Run epochs from ``num_restarts`` random starts (vectorised) until every start's
         training RMSE settles, keep the best start by training RMSE, then draw from it."""

@@ -293,40 +293,29 @@ def run_in_chunks(
     ----------
     advance
         A jitted function advancing the sampler by ``steps_per_chunk`` steps.
-    progress
-        Show a tqdm bar counting steps.
-    description
-        Bar label, or a function of the chunk index returning it (e.g. "warmup" / "sampling").
-    postfix
-        ``(state, out) -> dict`` shown after the bar (divergences, ln Z, ...).
+    progress, description, postfix
+        Show a tqdm bar counting steps; its label (or a function of the chunk index giving it);
+        ``(state, out) -> dict`` shown after it (divergences, ln Z, ...).
     max_time
         Wall-clock limit in seconds: the run stops after the chunk that crosses it.
     done
         ``(state, out) -> bool``: the run has converged and stops (not an interruption).
-    total_steps
-        Steps shown as the bar's total (None: unknown; default: ``num_chunks * steps_per_chunk``).
-    steps_done
-        ``out -> int``: the steps a chunk actually took (chunks of varying length); default
-        ``steps_per_chunk``.
+    total_steps, steps_done
+        The bar's total (None: unknown; default ``num_chunks * steps_per_chunk``); ``out ->
+        int``, the steps a chunk took when chunks vary in length (default ``steps_per_chunk``).
 
     Returns
     -------
     ChunkedRun
-        The last state, the outputs of every finished chunk, and whether (and why) the run
-        stopped early. Ctrl-C stops the run between chunks' results, never losing finished ones.
+        The last state, every finished chunk's outputs, whether (and why) the run stopped early
+        (Ctrl-C acts between chunks, never losing finished ones). Inside :func:`checkpointing`
+        each chunk is saved and a saved loop resumed (see :func:`_resumed`).
     """
     from tqdm.auto import tqdm
 
     checkpoint = _ACTIVE.get()
-    record = checkpoint.restore() if checkpoint is not None else None
-    run = ChunkedRun(state)
-    saved_outputs: list[list[np.ndarray]] = []
+    run, saved_outputs, complete = _resumed(checkpoint, state)
     host_outputs: list[list[np.ndarray]] = []
-    complete = False
-    if record is not None and record["chunks"] > 0:
-        run.state = _as_tree(state, record["state"], record.get("keys", []), "sampler state")
-        saved_outputs, complete = record["outputs"], record["complete"]
-        run.resumed_chunks = len(saved_outputs)
     start = time.perf_counter()
     total = num_chunks * steps_per_chunk if total_steps == -1 else total_steps
     bar = tqdm(total=total, disable=not progress, leave=True)
@@ -358,17 +347,30 @@ def run_in_chunks(
     finally:
         bar.close()
         run.seconds = time.perf_counter() - start
-    if saved_outputs:
-        # The saved outputs take their structure from a fresh chunk; when the loop had already
-        # finished, one chunk is run (and discarded) from the saved state just for that.
+    if saved_outputs:  # structure from a fresh chunk (a finished loop runs one, discarded)
         template = run.outputs[0] if run.outputs else advance(run.state)[1]
-        run.outputs = _restored(saved_outputs, template) + run.outputs
+        saved = [_as_tree(template, leaves, [], "chunk output") for leaves in saved_outputs]
+        run.outputs = saved + run.outputs
     return run
 
 
-def _restored(saved: list[list[np.ndarray]], template: Any) -> list[Any]:
-    """Saved chunk outputs (flat leaves) rebuilt in the structure of ``template``."""
-    return [_as_tree(template, leaves, [], "chunk output") for leaves in saved]
+def _resumed(
+    checkpoint: Checkpoint | None, state: Any
+) -> tuple[ChunkedRun, list[list[np.ndarray]], bool]:
+    """The run to continue: from the checkpoint's saved loop if it has one, else from ``state``.
+
+    Returns the run (its state restored), the saved chunks' outputs (flat leaves) and whether
+    the saved loop had finished. The saved outputs are put back into their tree structure at
+    the end of the loop, from a fresh chunk's output (no tree structure is ever unpickled);
+    a loop that had finished runs one chunk from its saved state for that, and discards it.
+    """
+    run = ChunkedRun(state)
+    record = checkpoint.restore() if checkpoint is not None else None
+    if record is None or record["chunks"] == 0:
+        return run, [], False
+    run.state = _as_tree(state, record["state"], record.get("keys", []), "sampler state")
+    run.resumed_chunks = record["chunks"]
+    return run, record["outputs"], record["complete"]
 
 
 # -- devices -----------------------------------------------------------------------------------

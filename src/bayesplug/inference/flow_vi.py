@@ -80,7 +80,7 @@ import numpy as np
 from ..bridge import Bridge
 from ..errors import BayesplugError, ConvergenceWarning, InputError, InterruptedRunWarning
 from ..protocols import MAX_TIME, Model, Option, RawResult, one_of, positive, positive_int
-from ._optim import adam_with_schedule, all_finite
+from ._optim import LEARNING_RATE, OPTIMIZER, SCHEDULE, adam_with_schedule, all_finite
 from .driver import run_in_chunks
 from .flows import FLOWS, NEEDS_TWO_DIMS, SITE, TAILED, make_guide
 from .resampling import systematic_resample
@@ -91,14 +91,14 @@ WINDOW = 100  # steps per chunk, and per window of the plateau rule
 PLATEAU_FACTOR = 0.3  # learning-rate cut on a plateau
 STOP_SCALE = 0.01  # stop once plateaus have cut the learning rate below 1/100 of its start
 MAX_SKIPS = 10  # consecutive non-finite steps that count as divergence
-WARM_START_STEPS = 2000  # at most, for the diagonal Gaussian of the warm start
+PARETO_K_MAX = 0.7  # Vehtari et al. (2024): above it, importance sampling is unreliable
+IMPORTANCE_SHIFT_MAX = 0.2  # weights moving a mean (in sds) or a std by more than 20%
+WARM_START_STEPS = 2000
+DIVERGED_MESSAGE = (
+    "The optimisation diverged (NaN ELBO) and was stopped at its last good state; "
+    "lower learning_rate or init_scale and fit again."
+)  # at most, for the diagonal Gaussian of the warm start
 DEFAULT_NUM_FLOWS = {"planar": 16, "radial": 16, "iaf": 3, "bnaf": 1, "maf": 4, "nsf": 4}
-SCHEDULES = ("constant", "cosine", "exponential")
-
-
-def _is_optax(value: Any) -> str | None:
-    ok = hasattr(value, "init") and hasattr(value, "update")
-    return None if ok else "must be an optax GradientTransformation"
 
 
 class FlowVIBackend:
@@ -115,16 +115,9 @@ class FlowVIBackend:
             positive_int,
         ),
         "num_steps": Option(10_000, (int,), "optimisation steps (at most)", positive_int),
-        "learning_rate": Option(1e-2, (float,), "peak learning rate of Adam", positive),
-        "schedule": Option(
-            "cosine",
-            (str,),
-            "learning-rate schedule: 'constant', 'cosine' (warmup, decay to 1/100), 'exponential'",
-            one_of(SCHEDULES),
-        ),
-        "optimizer": Option(
-            None, (object,), "an optax GradientTransformation replacing Adam + schedule", _is_optax
-        ),
+        "learning_rate": LEARNING_RATE,
+        "schedule": SCHEDULE,
+        "optimizer": OPTIMIZER,
         "num_particles": Option(32, (int,), "draws per ELBO estimate", positive_int),
         "init_scale": Option(0.1, (float,), "initial std of the flow's base Gaussian", positive),
         "tol": Option(
@@ -160,21 +153,21 @@ class FlowVIBackend:
         rng_key,
         *,
         progress: bool = False,
-        flow: str = "maf",
-        num_flows: int | None = None,
-        num_steps: int = 10_000,
-        learning_rate: float = 1e-2,
-        schedule: str = "cosine",
-        optimizer: Any = None,
-        num_particles: int = 32,
-        init_scale: float = 0.1,
-        tol: float | None = None,
-        patience: int = 10,
-        num_draws: int = 10_000,
-        importance: bool = False,
-        warm_start: bool = True,
-        tails: bool = False,
-        max_time: float | None = None,
+        flow: str,
+        num_flows: int | None,
+        num_steps: int,
+        learning_rate: float,
+        schedule: str,
+        optimizer: Any,
+        num_particles: int,
+        init_scale: float,
+        tol: float | None,
+        patience: int,
+        num_draws: int,
+        importance: bool,
+        warm_start: bool,
+        tails: bool,
+        max_time: float | None,
     ) -> RawResult:
         """Fit the flow, draw from it and weigh the draws against the posterior."""
         if tails and flow not in TAILED:
@@ -275,6 +268,9 @@ class FlowVIBackend:
         weights = _Weights(log_p, log_q)
         attrs.update(weights.attrs)
         attrs["importance_shift"] = _importance_shift(us, weights.smoothed)
+        messages = _approximation_messages(attrs["pareto_k"], attrs["importance_shift"])
+        if bad:
+            messages.insert(0, DIVERGED_MESSAGE)
         order = np.arange(num_draws)
         if importance:
             rng = np.random.default_rng(np.asarray(jax.random.key_data(draw_key)).ravel())
@@ -295,7 +291,31 @@ class FlowVIBackend:
             attrs=attrs,
             state=state,
             interrupted=run.interrupted,
+            messages=messages,
         )
+
+
+def _approximation_messages(k_hat: float, shift: float) -> list[str]:
+    """The verdict on the flow as an approximation of the posterior, in words."""
+    messages = []
+    if k_hat > PARETO_K_MAX:
+        messages.append(
+            f"Do not trust this approximation: the importance weights of its draws against "
+            f"the posterior have Pareto k-hat = {k_hat:.2f} (above {PARETO_K_MAX}), so "
+            "the flow misses part of the posterior and its means, spreads and evidence "
+            "can be badly off, even with importance=True. Use a more flexible flow "
+            "(flow='nsf' or 'maf', more num_flows), train longer, or fit with "
+            "method='nuts'."
+        )
+    if shift > IMPORTANCE_SHIFT_MAX:
+        messages.append(
+            f"The variational draws are off: weighting them against the posterior moves "
+            f"a mean or a spread by {shift:.0%} (more than "
+            f"{IMPORTANCE_SHIFT_MAX:.0%}), so the flow differs from the posterior. "
+            "importance=True corrects this only where the flow has draws; prefer a more "
+            "flexible flow, longer training, or method='nuts'."
+        )
+    return messages
 
 
 @dataclass

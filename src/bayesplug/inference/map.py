@@ -43,8 +43,8 @@ import numpy as np
 
 from ..bridge import _LOG_DET_PREFIX, Bridge, _site_log_prob_sum
 from ..errors import BayesplugError, ConvergenceWarning, InputError, InterruptedRunWarning
-from ..protocols import MAX_TIME, Model, Option, RawResult, one_of, positive, positive_int
-from ._optim import adam_with_schedule
+from ..protocols import MAX_TIME, Model, Option, RawResult, positive, positive_int
+from ._optim import LEARNING_RATE, OPTIMIZER, SCHEDULE, adam_with_schedule
 from .driver import run_in_chunks
 
 __all__ = ["MAPBackend", "MAPInfo", "MAPState", "build_kernel", "init"]
@@ -132,16 +132,9 @@ class MAPBackend:
     requires: ClassVar[frozenset[str]] = frozenset({"continuous"})
     options: ClassVar[Mapping[str, Option]] = {
         "num_steps": Option(5000, (int,), "optimisation steps at most", positive_int),
-        "learning_rate": Option(1e-2, (float,), "Adam's learning rate", positive),
-        "schedule": Option(
-            "cosine",
-            (str,),
-            "'constant', 'cosine' or 'exponential' learning-rate schedule",
-            one_of(("constant", "cosine", "exponential")),
-        ),
-        "optimizer": Option(
-            None, (object,), "any optax GradientTransformation (replaces Adam and the schedule)"
-        ),
+        "learning_rate": LEARNING_RATE,
+        "schedule": SCHEDULE,
+        "optimizer": OPTIMIZER,
         "tol": Option(
             None,
             (float, type(None)),
@@ -160,14 +153,14 @@ class MAPBackend:
         rng_key,
         *,
         progress: bool = False,
-        num_steps: int = 5000,
-        learning_rate: float = 1e-2,
-        schedule: str = "cosine",
-        optimizer: Any = None,
-        tol: float | None = None,
-        laplace: bool = False,
-        num_draws: int = 1000,
-        max_time: float | None = None,
+        num_steps: int,
+        learning_rate: float,
+        schedule: str,
+        optimizer: Any,
+        tol: float | None,
+        laplace: bool,
+        num_draws: int,
+        max_time: float | None,
     ) -> RawResult:
         """Minimise the loss in chunks, keep the best iterate; Laplace draws when asked."""
         data = dict(data)

@@ -168,14 +168,14 @@ class NestedBackend:
         rng_key,
         *,
         progress: bool = False,
-        num_live: int | None = None,
-        num_delete: int | None = None,
-        num_inner_steps: int | None = None,
-        dlogz: float = 0.01,
-        max_steps: int = 100_000,
-        max_time: float | None = None,
-        num_simulations: int = 200,
-        strategy: str = "embed",
+        num_live: int | None,
+        num_delete: int | None,
+        num_inner_steps: int | None,
+        dlogz: float,
+        max_steps: int,
+        max_time: float | None,
+        num_simulations: int,
+        strategy: str,
     ) -> RawResult:
         """Run nested sampling; returns the resampled posterior, ln Z and the weighted points.
 

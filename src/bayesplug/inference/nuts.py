@@ -65,14 +65,14 @@ class NUTSBackend:
         rng_key,
         *,
         progress: bool = False,
-        num_warmup: int = 500,
-        num_samples: int = 1000,
-        num_chains: int = 4,
-        thinning: int = 1,
-        target_accept: float = 0.8,
-        max_tree_depth: int = 10,
-        dense_mass: bool = False,
-        max_time: float | None = None,
+        num_warmup: int,
+        num_samples: int,
+        num_chains: int,
+        thinning: int,
+        target_accept: float,
+        max_tree_depth: int,
+        dense_mass: bool,
+        max_time: float | None,
     ) -> RawResult:
         """Run the chains and return constrained draws shaped (chain, draw, ...)."""
         from numpyro.infer import NUTS
@@ -159,10 +159,20 @@ class NUTSBackend:
         constrain = kernel.postprocess_fn((), data)
         samples = jax.jit(jax.vmap(jax.vmap(constrain)))(jax.tree.map(jnp.asarray, z))
         stats["tree_depth"] = np.floor(np.log2(stats["n_steps"] + 1)).astype(int)
+        messages = []
+        num_divergent = int(np.sum(stats["diverging"]))
+        if num_divergent:
+            share = num_divergent / stats["diverging"].size
+            messages.append(
+                f"{num_divergent} divergent transition(s) ({share:.1%} of draws): the sampler "
+                "could not follow the posterior's curvature, so the draws may be biased. Raise "
+                "target_accept (e.g. 0.95) or reparametrise the model."
+            )
         return RawResult(
             samples={k: np.asarray(v) for k, v in samples.items()},
             sample_stats=stats,
             attrs={"sampling_time": run.seconds, "compile_time": compile_time},
             state=run.state,
             interrupted=run.interrupted,
+            messages=messages,
         )

@@ -303,6 +303,7 @@ class _SGMCMC:
         attrs["sampling_time"] = run.seconds
         stopped = status != OK
         diverged = bool(stopped.any())
+        messages: list[str] = []  # what diagnostics() says of this result, saved with it
         advice = self._advice(eps0, adapted, options)
         if diverged:
             first_bad = int(np.min(np.argmax(stopped, axis=1)[stopped.any(axis=1)]))
@@ -315,12 +316,11 @@ class _SGMCMC:
                 else f"it went more than {runaway:g} Laplace scales from the mode the adaptation "
                 "found (if a parameter really has tails this heavy, set runaway_scales=None)"
             )
-            warnings.warn(
+            messages.append(
                 f"{self.name} diverged at step {first_bad * thinning} (chain {chain}): {what}. "
-                f"Keeping the {kept} draws per chain before it. {advice}",
-                ConvergenceWarning,
-                stacklevel=3,
+                f"Keeping the {kept} draws per chain before it. {advice}"
             )
+            warnings.warn(messages[-1], ConvergenceWarning, stacklevel=3)
         u, eps = (a[:, num_warm_draws : num_warm_draws + options["num_samples"]] for a in (u, eps))
         if u.shape[1] == 0 and diverged:
             raise BayesplugError(
@@ -361,6 +361,7 @@ class _SGMCMC:
             attrs=attrs,
             state=run.state,
             interrupted=run.interrupted or diverged,
+            messages=messages,
         )
 
     def _adapt(self, bridge, batches, log_density, grad, u0, data, key, options, group_of):

@@ -45,9 +45,9 @@ import numpy as np
 
 from ..bridge import trace_model
 from ..errors import BayesplugError, ConvergenceWarning, InterruptedRunWarning
-from ..protocols import MAX_TIME, Model, Option, RawResult, one_of, positive, positive_int
+from ..protocols import MAX_TIME, Model, Option, RawResult, positive_int
 from ._minibatch import MiniBatches, scale_likelihood
-from ._optim import adam_with_schedule, all_finite
+from ._optim import LEARNING_RATE, SCHEDULE, adam_with_schedule, all_finite
 from .driver import run_in_chunks
 
 __all__ = ["SVIBackend"]
@@ -63,13 +63,8 @@ class SVIBackend:
     requires: ClassVar[frozenset[str]] = frozenset({"continuous"})
     options: ClassVar[Mapping[str, Option]] = {
         "num_steps": Option(5000, (int,), "optimisation steps", positive_int),
-        "learning_rate": Option(1e-2, (float,), "Adam's learning rate", positive),
-        "schedule": Option(
-            "cosine",
-            (str,),
-            "'constant', 'cosine' or 'exponential' learning-rate schedule",
-            one_of(("constant", "cosine", "exponential")),
-        ),
+        "learning_rate": LEARNING_RATE,
+        "schedule": SCHEDULE,
         "batch_size": Option(
             None,
             (int, type(None)),
@@ -90,13 +85,13 @@ class SVIBackend:
         rng_key,
         *,
         progress: bool = False,
-        num_steps: int = 5000,
-        learning_rate: float = 1e-2,
-        schedule: str = "cosine",
-        batch_size: int | None = None,
-        num_particles: int = 1,
-        num_draws: int = 1000,
-        max_time: float | None = None,
+        num_steps: int,
+        learning_rate: float,
+        schedule: str,
+        batch_size: int | None,
+        num_particles: int,
+        num_draws: int,
+        max_time: float | None,
     ) -> RawResult:
         """Fit the guide by SVI, then draw from it."""
         from numpyro.infer import SVI, Trace_ELBO
@@ -206,6 +201,12 @@ class SVIBackend:
             },
             state=state,
             interrupted=run.interrupted,
+            messages=[
+                "The optimisation diverged (NaN ELBO) and was stopped at its last good state; "
+                "lower learning_rate and fit again."
+            ]
+            if diverged
+            else [],
         )
 
 
