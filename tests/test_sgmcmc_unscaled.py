@@ -40,7 +40,7 @@ def test_defaults_match_nuts_on_unscaled_data(reference, method):
 
 def test_a_runaway_chain_stops_with_a_warning_and_keeps_its_draws():
     model, make = PROBLEMS["interaction"]
-    with pytest.warns(bp.ConvergenceWarning, match="Laplace scales from the mode"):
+    with pytest.warns(bp.ConvergenceWarning, match="Laplace scales from the mode") as caught:
         fit = bp.fit(
             model,
             make(0),
@@ -53,3 +53,6 @@ def test_a_runaway_chain_stops_with_a_warning_and_keeps_its_draws():
         )
     assert fit.idata.attrs["diverged"] == 1
     assert np.all(np.isfinite(fit.idata.posterior["beta"].values))
+    said = [str(w.message) for w in caught if "Laplace scales" in str(w.message)]
+    assert len(said) == 1  # warned once, at fit time
+    assert any("Laplace scales" in m for m in fit.diagnostics()["messages"])  # and kept

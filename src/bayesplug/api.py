@@ -184,10 +184,6 @@ def fit(
     >>> bool(abs(float(mu.mean()) - 0.995) < 0.25)
     True
     """
-    import jax
-
-    from .convert import to_inference_data
-
     seed = _check_seed(seed)
     data = as_data_mapping(data, allow_empty=True)  # each model says what it needs
     model = _resolve_model(model, data)
@@ -200,52 +196,75 @@ def fit(
     if resume is not None and checkpoint is None:
         checkpoint = resume
     with precision_context(model):
-        import jax.numpy as jnp
-
-        from .inference.driver import checkpointing, using_devices
-
-        run_data = {k: jnp.asarray(v) for k, v in data.items()}
-        fingerprint = _fingerprint(model, backend.name, seed, options, data)
-        with (
-            using_devices(devices) as plan,
-            checkpointing(checkpoint, resume_from=resume, fingerprint=fingerprint),
-        ):
-            raw = backend.run(
-                model, run_data, jax.random.PRNGKey(seed), progress=bool(progress), **options
-            )
-        start = time.perf_counter()
-        try:
-            idata = to_inference_data(
-                raw, model, data, method=backend.name, seed=seed, options=options
-            )
-        except Exception as exc:  # the draws are the user's work: never lose them here
-            idata = _draws_only(raw, backend.name, seed, exc)
-        idata.attrs["conversion_time"] = time.perf_counter() - start
+        raw, plan = _run_backend(
+            model, backend, data, seed, bool(progress), options, checkpoint, resume, devices
+        )
+        idata = _as_inference_data(raw, model, data, backend.name, seed, options)
     idata.attrs["num_devices"] = plan.used
+    _record_checkpoint(idata, checkpoint, resume, raw.interrupted)
+    result = Fit(idata, model, data, state=raw.state)
+    _warn_diagnostics(result)
+    return result
+
+
+def _run_backend(model, backend, data, seed, progress, options, checkpoint, resume, devices):
+    """The backend's run inside the driver's device and checkpoint settings."""
+    import jax
+    import jax.numpy as jnp
+
+    from .inference.driver import checkpointing, using_devices
+
+    run_data = {k: jnp.asarray(v) for k, v in data.items()}
+    fingerprint = _fingerprint(model, backend.name, seed, options, data)
+    with (
+        using_devices(devices) as plan,
+        checkpointing(checkpoint, resume_from=resume, fingerprint=fingerprint),
+    ):
+        raw = backend.run(model, run_data, jax.random.PRNGKey(seed), progress=progress, **options)
+    return raw, plan
+
+
+def _as_inference_data(raw, model, data, method: str, seed: int, options):
+    """ArviZ data of the run; if the full conversion fails, the draws alone (never lost)."""
+    from .convert import to_inference_data
+
+    start = time.perf_counter()
+    try:
+        idata = to_inference_data(raw, model, data, method=method, seed=seed, options=options)
+    except Exception as exc:  # the draws are the user's work: never lose them here
+        idata = _draws_only(raw, method, seed, exc)
+    idata.attrs["conversion_time"] = time.perf_counter() - start
+    return idata
+
+
+def _record_checkpoint(idata, checkpoint, resume, interrupted: bool) -> None:
+    """Say in ``attrs`` where the run was saved / resumed from; point an interrupted run there."""
     if checkpoint is not None:
         idata.attrs["checkpoint"] = os.fspath(checkpoint)
     if resume is not None:
         idata.attrs["resumed_from"] = os.fspath(resume)
-    if raw.interrupted and checkpoint is not None:
+    if interrupted and checkpoint is not None:
         from .errors import InterruptedRunWarning
 
         warnings.warn(
             f"The run so far is saved in the checkpoint {os.fspath(checkpoint)!r}: continue it "
             f"with the same arguments and resume={os.fspath(checkpoint)!r}.",
             InterruptedRunWarning,
-            stacklevel=3,
+            stacklevel=4,  # the caller of fit, past the lock
         )
-    result = Fit(idata, model, data, state=raw.state)
+
+
+def _warn_diagnostics(result: Fit) -> None:
+    """Warn each convergence message at fit time (timed into ``attrs``)."""
     start = time.perf_counter()
     try:
         diagnostics = result.diagnostics()
     except Exception as exc:
         diagnostics = {"messages": []}
-        _warn_incomplete(f"the convergence diagnostics could not be computed ({_why(exc)})")
-    idata.attrs["diagnostics_time"] = time.perf_counter() - start
+        _warn_incomplete(f"the convergence diagnostics could not be computed ({_why(exc)})", 5)
+    result.idata.attrs["diagnostics_time"] = time.perf_counter() - start
     for message in diagnostics["messages"]:
-        warnings.warn(message, ConvergenceWarning, stacklevel=3)  # the caller, past the lock
-    return result
+        warnings.warn(message, ConvergenceWarning, stacklevel=4)  # the caller, past the lock
 
 
 def _fingerprint(model, method: str, seed: int, options, data) -> dict[str, Any]:
@@ -285,14 +304,14 @@ def _why(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
-def _warn_incomplete(what: str) -> None:
+def _warn_incomplete(what: str, stacklevel: int = 4) -> None:
     from .errors import IncompleteResultWarning
 
     warnings.warn(
         f"Sampling finished, but {what}. The draws are kept in fit.idata.posterior; save them "
         "with fit.save(path).",
         IncompleteResultWarning,
-        stacklevel=4,
+        stacklevel=stacklevel,
     )
 
 
@@ -308,12 +327,14 @@ def _draws_only(raw, method: str, seed: int, exc: BaseException):
             "seed": int(seed),
             "data_keys": "[]",
             "interrupted": int(raw.interrupted),
+            "backend_messages": json.dumps(list(raw.messages)),
             "incomplete": _why(exc),
         },
     )
     _warn_incomplete(
         f"building the full result failed ({_why(exc)}): the log-likelihood, observed data and "
-        "sample statistics are missing"
+        "sample statistics are missing",
+        stacklevel=6,  # _draws_only, _as_inference_data, fit, the lock, the caller
     )
     return idata
 

@@ -63,7 +63,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..bridge import Bridge
-from ..errors import BayesplugError, ConvergenceWarning, InputError, InterruptedRunWarning
+from ..errors import BayesplugError, InputError, InterruptedRunWarning
 from ..protocols import (
     MAX_TIME,
     Model,
@@ -303,7 +303,7 @@ class _SGMCMC:
         attrs["sampling_time"] = run.seconds
         stopped = status != OK
         diverged = bool(stopped.any())
-        messages: list[str] = []  # what diagnostics() says of this result, saved with it
+        messages: list[str] = []  # said by diagnostics() and warned by fit: saved with the fit
         advice = self._advice(eps0, adapted, options)
         if diverged:
             first_bad = int(np.min(np.argmax(stopped, axis=1)[stopped.any(axis=1)]))
@@ -320,7 +320,6 @@ class _SGMCMC:
                 f"{self.name} diverged at step {first_bad * thinning} (chain {chain}): {what}. "
                 f"Keeping the {kept} draws per chain before it. {advice}"
             )
-            warnings.warn(messages[-1], ConvergenceWarning, stacklevel=3)
         u, eps = (a[:, num_warm_draws : num_warm_draws + options["num_samples"]] for a in (u, eps))
         if u.shape[1] == 0 and diverged:
             raise BayesplugError(
