@@ -215,7 +215,10 @@ def _run_backend(model, backend, data, seed, progress, options, checkpoint, resu
     from .inference.driver import checkpointing, using_devices
 
     run_data = {k: jnp.asarray(v) for k, v in data.items()}
-    fingerprint = _fingerprint(model, backend.name, seed, options, data)
+    # hashing the data costs a pass over it: only a checkpointed run needs the fingerprint
+    fingerprint = (
+        None if checkpoint is None else _fingerprint(model, backend.name, seed, options, data)
+    )
     with (
         using_devices(devices) as plan,
         checkpointing(checkpoint, resume_from=resume, fingerprint=fingerprint),
