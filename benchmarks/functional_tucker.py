@@ -18,7 +18,7 @@ Prints one table per data set (mean ± sd over folds of test RMSE and MAE, wall 
 and per epoch) and the 90% interval coverage of ours. Needs the ``bench`` extra (tensorly).
 
 Run: python benchmarks/functional_tucker.py [--folds 5] [--ranks 1 2 3 5 8 12]
-     [--data sf_temperature] [--no-gp]
+     [--data sf_temperature | another_city.csv [--columns day hour temp_f]] [--no-gp]
 """
 
 from __future__ import annotations
@@ -118,12 +118,25 @@ def summary(values):
     return f"{values.mean():.4g} ± {values.std():.2g}"
 
 
+def load(name: str, columns: list[str]) -> dict:
+    """A shipped data set by name, or a CSV file (index columns, then the value column)."""
+    if name in bp.datasets.list():
+        return bp.datasets.load(name)
+    return bp.datasets.read_csv(name, {"index": columns[:-1], "y": columns[-1]})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--ranks", type=int, nargs="+", default=[1, 2, 3, 5, 8, 12])
     parser.add_argument(
         "--data", nargs="+", default=["sf_temperature", "functional_tensor_synthetic"]
+    )
+    parser.add_argument(
+        "--columns",
+        nargs="+",
+        default=["day", "hour", "temp_f"],
+        help="for a CSV given to --data: the index columns, then the value column",
     )
     parser.add_argument("--no-gp", action="store_true", help="skip the GP reference")
     parser.add_argument("--gp-subsample", type=int, default=400)
@@ -136,7 +149,7 @@ def main() -> None:
     )
     rows = []
     for name in args.data:
-        folds = bp.datasets.random_folds(bp.datasets.load(name), args.folds, seed=0)
+        folds = bp.datasets.random_folds(load(name, args.columns), args.folds, seed=0)
         results: dict[tuple, list] = {}
         for f, (train, test) in enumerate(folds):
             for rank in args.ranks:

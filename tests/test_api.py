@@ -1,5 +1,6 @@
 """fit() with plain NumPyro functions, and every bad input rejected before tracing."""
 
+import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
@@ -96,8 +97,8 @@ def test_bad_plain_function_data(line_data):
     with pytest.raises(bp.InputError, match="NaN") as info:
         bp.fit(line, {"x": line_data["x"], "y": np.full(25, np.nan)})
     assert info.value.argument == "data['y']"
-    with pytest.raises(bp.InputError, match="no sample site.*obs") as info:
-        bp.fit(line, {"x": line_data["x"]})
+    with pytest.raises(bp.InputError, match="no sample site.*obs.*'y'.*prior") as info:
+        bp.fit(line, {"x": line_data["x"]})  # forgotten observations: never the prior silently
     with pytest.raises(bp.InputError, match="mapping") as info:
         bp.fit(line, [1, 2, 3])
     assert info.value.argument == "data"
@@ -171,3 +172,48 @@ def test_a_factor_is_a_likelihood_and_data_may_be_empty():
     ess = fit.diagnostics()["ess_bulk_min"]
     draws = np.asarray(fit.samples["x"])
     assert abs(draws.mean() - 4.0 / precision) < 4 * precision**-0.5 / np.sqrt(ess)
+
+
+def funnel(dim=10):
+    """NumPyro's ``examples/funnel.py`` (Neal's funnel): no observed site, no factor."""
+    y = numpyro.sample("y", dist.Normal(0, 3))
+    numpyro.sample("x", dist.Normal(jnp.zeros(dim - 1), jnp.exp(y / 2)))
+
+
+def reparam_funnel(dim=10):
+    """The same funnel, non-centred as in NumPyro's example (``LocScaleReparam(0)``)."""
+    from numpyro.handlers import reparam
+    from numpyro.infer.reparam import LocScaleReparam
+
+    with reparam(config={"x": LocScaleReparam(0)}):
+        funnel(dim)
+
+
+@pytest.mark.parametrize(
+    ("method", "model", "options"),
+    [
+        ("nuts", reparam_funnel, {"num_warmup": 500, "num_samples": 1000, "num_chains": 2}),
+        ("svi", reparam_funnel, {"num_steps": 3000, "num_draws": 4000}),
+        ("flow_vi", funnel, {"num_draws": 4000}),
+    ],
+)
+def test_a_program_with_no_observation_is_sampled(method, model, options):
+    """A program with no likelihood is a density to sample: y ~ N(0, 3) exactly (the funnel's
+    marginal). Tolerances: 5 Monte Carlo standard errors for NUTS (from its ESS); for the
+    variational fits, whose family holds the answer (svi: the non-centred funnel is a product of
+    normals) or nearly (flow_vi), 0.3 on the mean and 10% on the sd."""
+    fit = bp.fit(model, {}, method=method, seed=0, progress=False, **options)
+    y = np.asarray(fit.samples["y"]).ravel()
+    if method == "nuts":
+        ess = fit.diagnostics()["ess_bulk_min"]
+        assert abs(y.mean()) < 5 * 3.0 / np.sqrt(ess)
+        assert abs(y.std() / 3.0 - 1) < 5 / np.sqrt(2 * ess)
+    else:
+        assert abs(y.mean()) < 0.3
+        assert abs(y.std() / 3.0 - 1) < 0.10
+    assert "log_likelihood" not in fit.idata.groups()
+
+
+def test_nested_sampling_refuses_a_program_with_no_likelihood_and_says_why():
+    with pytest.raises(bp.InputError, match="nested sampling needs a likelihood.*'nuts'"):
+        bp.fit(funnel, {}, method="nested")

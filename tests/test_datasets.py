@@ -72,3 +72,21 @@ def test_random_folds_are_reproducible_disjoint_and_sized():
         bp.datasets.random_folds(data, test_fraction=1.5)
     with pytest.raises(bp.InputError, match="same number of rows"):
         bp.datasets.random_folds({"index": np.zeros((3, 2)), "y": np.zeros(4)})
+
+
+def test_read_csv_maps_columns_to_model_inputs(tmp_path):
+    path = tmp_path / "temps.csv"
+    path.write_text("# a city\nday,hour,temp_f,station\n1,0,47.8,A\n1,1,47.4,A\n2,0,48.1,A\n")
+    with pytest.warns(UserWarning, match="'station'.*text"):
+        data = bp.datasets.read_csv(path, {"index": ["day", "hour"], "y": "temp_f"})
+    np.testing.assert_array_equal(data["index"], [[1, 0], [1, 1], [2, 0]])
+    np.testing.assert_array_equal(data["y"], [47.8, 47.4, 48.1])
+    with pytest.warns(UserWarning):
+        assert set(bp.datasets.read_csv(path)) == {"day", "hour", "temp_f"}
+    with (
+        pytest.raises(bp.InputError, match=r"columns\['y'\].*no numeric column 'temp'"),
+        pytest.warns(UserWarning),
+    ):
+        bp.datasets.read_csv(path, {"y": "temp"})
+    with pytest.raises(bp.InputError, match="expected a mapping"), pytest.warns(UserWarning):
+        bp.datasets.read_csv(path, ["day"])

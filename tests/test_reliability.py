@@ -149,7 +149,7 @@ def test_cli_reads_semicolon_separated_files(tmp_path, monkeypatch):
 
     path = tmp_path / "points.csv"
     path.write_text("# a comment\nx;y\n0.1;1.0\n0.2;1.5\n0.3;1.7\n")
-    columns = cli._read_csv(str(path))
+    columns = cli._read_data(str(path), [])
     np.testing.assert_allclose(columns["y"], [1.0, 1.5, 1.7])
 
 

@@ -16,10 +16,12 @@ def test_report_contains_its_figures(cc_gp_fit, tmp_path):
     path = bp.report(cc_gp_fit, tmp_path / "report.html", labels={"x": "z", "y": "H"})
     html = path.read_text()
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
-    assert len(images) == 3  # predictive band, posterior, trace
+    assert len(images) == 4  # predictive band, posterior, trace, rank (NUTS draws are chains)
     for image in images:
         assert base64.b64decode(image)[:8] == b"\x89PNG\r\n\x1a\n"
     assert "Posterior predictive" in html and "lengthscale" in html and "<table" in html
+    assert "Settings and run statistics" in html and "target_accept" in html
+    assert re.search(r"created \d{4}-\d\d-\d\dT\d\d:\d\d", html)  # the creation time
     assert external_resources(html) == []  # self-contained: nothing to fetch
 
 
@@ -144,6 +146,24 @@ def test_cli_fit_checkpoints_and_resumes(tmp_path, capsys):
         a.idata.posterior["lengthscale"].values, b.idata.posterior["lengthscale"].values
     )
     assert b.idata.attrs["resumed_from"] == ckpt
+
+
+def test_cli_maps_csv_columns_to_model_inputs(tmp_path, capsys):
+    """A day,hour,temp_f file fits functional_tucker once --column names the index columns;
+    without it the error lists the file's columns and shows the flag."""
+    rng = np.random.default_rng(0)
+    day, hour = np.repeat(np.arange(1, 9), 6), np.tile(np.arange(0, 24, 4), 8)
+    temp = 50 + 5 * np.sin(day / 3) + 3 * np.cos(hour / 4) + rng.normal(0, 0.1, day.size)
+    csv = tmp_path / "city.csv"
+    csv.write_text("day,hour,temp_f\n" + "\n".join(f"{a},{b},{c}" for a, b, c in
+                                                   zip(day, hour, temp, strict=True)))  # fmt: skip
+    common = ["fit", "functional_tucker", "--data", str(csv), "--method", "cep"]
+    assert main([*common, "--out", str(tmp_path / "a.nc")]) == 2
+    assert "--column index=day,hour" in capsys.readouterr().err
+    columns = ["--column", "index=day,hour", "--column", "y=temp_f"]
+    options = ["--option", "max_epochs=5", "--option", "progress=False"]
+    assert main([*common, *columns, *options, "--out", str(tmp_path / "b.nc")]) == 0
+    assert bp.load(tmp_path / "b.nc").idata.posterior["tau"].size > 0
 
 
 def test_cli_reports_errors_in_words(capsys):

@@ -45,72 +45,37 @@ def _cmd_list(args) -> int:
     return 0
 
 
-def _read_csv(path: str) -> dict:
-    """Numeric columns of a CSV file (comma, semicolon or tab separated; ``#`` comment lines).
-
-    A column whose every cell is text (labels, references) is skipped with a note on stderr; a
-    numeric column with a missing or unreadable cell is an error naming the line, never a
-    silently dropped column.
-    """
-    import csv
-
-    import numpy as np
-
+def _read_data(path: str, pairs: Sequence[str]) -> dict:
+    """A shipped data set by name, or a CSV file's numeric columns (``--column`` maps them to
+    model inputs: ``index=day,hour`` stacks two columns, ``y=temp_f`` renames one)."""
+    from . import datasets
     from .errors import InputError
 
+    columns = {}
+    for pair in pairs or ():
+        key, sep, text = pair.partition("=")
+        if not sep or not key or not text:
+            raise SystemExit(f"bayesplug: --column {pair!r}: expected input=column[,column...]")
+        names = [c.strip() for c in text.split(",")]
+        columns[key] = names if len(names) > 1 else names[0]
+    if path in datasets.list() and not columns:
+        return datasets.load(path)
     try:
-        with open(path, encoding="utf-8", newline="") as handle:
-            lines = [ln for ln in handle if ln.strip() and not ln.lstrip().startswith("#")]
-    except FileNotFoundError:
-        raise InputError(
-            "--data",
-            f"no file at {path!r} and no shipped data set of that name.",
-            "Give a CSV file, or a name from 'bayesplug list datasets'.",
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError("--data", f"{path!r} cannot be read as text ({exc}).") from None
-    if len(lines) < 2:
-        raise InputError("--data", f"{path!r} has no data rows (a header and rows expected).")
-    delimiter = max(",;\t", key=lines[0].count)
-    rows = list(csv.reader(lines, delimiter=delimiter))
-    header = [h.strip() for h in rows[0]]
-    for number, row in enumerate(rows[1:], start=1):
-        if len(row) != len(header):
+        return datasets.read_csv(path, columns or None, argument="--data")
+    except InputError as exc:
+        if "no file at" in exc.problem and path not in datasets.list():
             raise InputError(
                 "--data",
-                f"{path!r}: data row {number} has {len(row)} fields but the header has "
-                f"{len(header)} ({', '.join(header)}).",
-            )
-    columns = {}
-    for i, name in enumerate(header):
-        cells = [r[i].strip() for r in rows[1:]]
-        values = []
-        for cell in cells:
-            try:
-                values.append(float(cell))
-            except ValueError:
-                values.append(None)
-        bad = [n for n, v in enumerate(values, start=1) if v is None]
-        if len(bad) == len(values):
-            note = f"bayesplug: column {name!r} is text (e.g. {cells[0]!r}): not used"
-            print(note, file=sys.stderr)
-            continue
-        if bad:
-            raise InputError(
-                f"--data column {name!r}",
-                f"has {len(bad)} missing or non-numeric value(s) (first at data row {bad[0]}: "
-                f"{cells[bad[0] - 1]!r}).",
-                "Fill them in or remove those rows; a column is never dropped silently.",
-            )
-        columns[name] = np.array(values, dtype=float)
-    if not columns:
-        raise InputError("--data", f"{path!r} has no numeric column.")
-    return columns
+                f"no file at {path!r} and no shipped data set of that name.",
+                "Give a CSV file, or a name from 'bayesplug list datasets'.",
+            ) from None
+        raise
 
 
 def _cmd_fit(args) -> int:
-    from . import api, datasets
+    from . import api
     from ._validation import output_path
+    from .errors import InputError
     from .registry import get_model
 
     output_path(args.out, "--out")  # refused or its folder made before hours of sampling
@@ -119,20 +84,27 @@ def _cmd_fit(args) -> int:
 
         initialize_hosts()
     model = get_model(args.model, **_parse_options(args.model_option, "--model-option"))
-    if args.data in datasets.list():
-        data = datasets.load(args.data)
-    else:
-        data = _read_csv(args.data)
-    fit = api.fit(
-        model,
-        data,
-        args.method,
-        seed=args.seed,
-        checkpoint=args.checkpoint,
-        resume=args.resume,
-        devices=args.devices,
-        **_parse_options(args.option, "--option"),
-    )
+    data = _read_data(args.data, args.column)
+    try:
+        fit = api.fit(
+            model,
+            data,
+            args.method,
+            seed=args.seed,
+            checkpoint=args.checkpoint,
+            resume=args.resume,
+            devices=args.devices,
+            **_parse_options(args.option, "--option"),
+        )
+    except InputError as exc:
+        if exc.argument.startswith("data[") and not args.column:
+            raise InputError(
+                exc.argument,
+                exc.problem,
+                f"{exc.fix or ''} Columns of the file: {', '.join(data)}; map them to the model's "
+                "inputs with --column, e.g. --column index=day,hour --column y=temp_f.".strip(),
+            ) from None
+        raise
     import jax
 
     if jax.process_index() == 0:  # several processes: one writes
@@ -196,6 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
     fit = sub.add_parser("fit", help="fit a registered model to a CSV file or a shipped dataset")
     fit.add_argument("model", help="registered model name (bayesplug list models)")
     fit.add_argument("--data", required=True, help="CSV with a header row, or a dataset name")
+    fit.add_argument(
+        "--column",
+        action="append",
+        metavar="INPUT=COL[,COL]",
+        help="model input from CSV column(s), e.g. index=day,hour (default: columns by name)",
+    )
     fit.add_argument("--method", default="nuts")
     fit.add_argument("--option", action="append", metavar="KEY=VALUE", help="method option")
     fit.add_argument("--model-option", action="append", metavar="KEY=VALUE", help="model option")

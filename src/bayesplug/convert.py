@@ -86,7 +86,8 @@ def to_inference_data(
         "data_keys": _json(list(data)),
         "interrupted": int(raw.interrupted),
         "backend_messages": _json(list(raw.messages)),
-        "created_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        # "created_at" would be dropped: ArviZ keeps that name for its own per-group stamp
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         **{f"version_{k}": v for k, v in package_versions().items()},
     }
     function = getattr(model, "function_name", None)

@@ -44,11 +44,125 @@ def _figure_of(axes):
     return np.asarray(axes).ravel()[0].figure
 
 
+def _categorical_sites(fit: Fit) -> list[str]:
+    """Sites that are discrete choices: a ``discrete_<site>`` table, or integer draws."""
+    post = fit.idata.posterior
+    groups = set(fit.idata.groups())
+    return [
+        n
+        for n in post.data_vars
+        if f"discrete_{n}" in groups or np.issubdtype(post[n].dtype, np.integer)
+    ]
+
+
 def _plotted_sites(fit: Fit) -> list[str]:
     post = fit.idata.posterior
-    sites = [n for n in post.data_vars if post[n].ndim == 2]  # scalar sites first
-    sites += [n for n in post.data_vars if post[n].ndim > 2]
+    skip = set(_categorical_sites(fit))
+    sites = [n for n in post.data_vars if post[n].ndim == 2 and n not in skip]  # scalars first
+    sites += [n for n in post.data_vars if post[n].ndim > 2 and n not in skip]
     return sites[:_MAX_PLOTTED_SITES]
+
+
+def categorical_figure(fit: Fit, site: str):
+    """Posterior probability of each category of a discrete site, with its error where the
+    method estimated one (nested sampling), as bars."""
+    import matplotlib.pyplot as plt
+
+    table = fit.discrete_posterior(site)
+    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(table), 3))
+    err = table["probability_err"] if "probability_err" in table else None
+    ax.bar(table.index.astype(str), table["probability"], yerr=err, color="C0", capsize=3)
+    ax.set_ylabel(f"posterior probability of {site}")
+    ax.set_ylim(0, 1)
+    return fig
+
+
+def nested_run_figure(fit: Fit):
+    """ln L of the dead and final live points against the expected ln X = -i / num_live (the
+    prior volume left), with each point's posterior weight: where the posterior mass sits."""
+    import matplotlib.pyplot as plt
+
+    points = fit.idata["nested_samples"]
+    log_l = np.asarray(points["log_likelihood"]).ravel()
+    order = np.argsort(log_l, kind="stable")
+    weight = np.exp(np.asarray(points["log_weight"]).ravel()[order])
+    num_live = int(fit.idata.attrs.get("num_live", max(1, log_l.size // 10)))
+    log_x = -np.arange(1, log_l.size + 1) / num_live
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.plot(log_x, log_l[order], color="C0", lw=1)
+    ax.set_xlabel("ln X (expected prior volume left, -i / num_live)")
+    ax.set_ylabel("ln L", color="C0")
+    top = log_l.max()
+    ax.set_ylim(max(log_l.min(), top - 10 * max(1.0, np.ptp(log_l[order][-num_live:]))), top + 1)
+    mass = ax.twinx()
+    mass.fill_between(log_x, weight / weight.max(), color="C1", alpha=0.35, lw=0)
+    mass.set_ylabel("posterior weight (scaled)", color="C1")
+    mass.set_ylim(0, 1.05)
+    return fig
+
+
+def optimisation_figure(fit: Fit):
+    """Every statistic recorded per optimisation step (the ELBO of ``svi`` / ``flow_vi``, the
+    loss of ``map``) against the step."""
+    import matplotlib.pyplot as plt
+
+    stats = fit.idata.sample_stats
+    names = [n for n in stats.data_vars if stats[n].dims == ("step",)]
+    fig, axes = plt.subplots(1, len(names), figsize=(6 * len(names), 3), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        values = np.asarray(stats[name])
+        ax.plot(np.arange(values.size), values, lw=0.8)
+        ax.set_xlabel("step")
+        ax.set_ylabel(name)
+        if name == "loss" and np.all(values[np.isfinite(values)] > 0):
+            ax.set_yscale("log")
+    return fig
+
+
+def _has_step_statistics(fit: Fit) -> bool:
+    if "sample_stats" not in fit.idata.groups():
+        return False
+    stats = fit.idata.sample_stats
+    return any(stats[n].dims == ("step",) for n in stats.data_vars)
+
+
+def _shared_sites(fits: Mapping[str, Fit]) -> list[str]:
+    """Scalar continuous sites every fit has, in the first fit's order."""
+    first, *others = fits.values()
+    return [
+        n
+        for n in _plotted_sites(first)
+        if first.idata.posterior[n].ndim == 2
+        and all(n in f.idata.posterior and f.idata.posterior[n].ndim == 2 for f in others)
+    ]
+
+
+def overlaid_posteriors_figure(fits: Mapping[str, Fit], sites: list[str]):
+    """The marginal posterior of each shared site, one curve per fit."""
+    import arviz as az
+
+    axes = az.plot_density(
+        [f.idata for f in fits.values()], data_labels=list(fits), var_names=sites, shade=0.1
+    )
+    return _figure_of(axes)
+
+
+def _created(fit: Fit) -> str:
+    """When the fit was made: its own stamp, else ArviZ's on the posterior (older files)."""
+    stamp = fit.idata.attrs.get("created") or fit.idata.posterior.attrs.get("created_at")
+    return str(stamp) if stamp else "(not recorded)"
+
+
+def _settings_table(attrs: Mapping[str, Any]) -> str:
+    """Every setting and run statistic the fit recorded, as one table."""
+    skip = {"backend_messages"}
+    rows = "".join(
+        f"<tr><th>{html.escape(str(k))}</th><td style='text-align:left'>"
+        f"{html.escape(str(v))}</td></tr>"
+        for k, v in sorted(attrs.items())
+        if k not in skip and not k.startswith("version_")
+    )
+    return f"<details><summary>Settings and run statistics</summary><table>{rows}</table></details>"
 
 
 def predictive_band_figure(
@@ -92,7 +206,7 @@ def _fit_section(name: str, fit: Fit, labels, extra_figures) -> str:
     parts.append(
         f'<p class="meta">model <b>{html.escape(str(attrs.get("model")))}</b>, method '
         f"<b>{html.escape(fit.method)}</b>, seed {attrs.get('seed')}, created "
-        f"{html.escape(str(attrs.get('created_at', '')))}; bayesplug "
+        f"{html.escape(_created(fit))}; bayesplug "
         f"{html.escape(str(attrs.get('version_bayesplug', '')))}, numpyro "
         f"{html.escape(str(attrs.get('version_numpyro', '')))}, jax "
         f"{html.escape(str(attrs.get('version_jax', '')))}</p>"
@@ -113,11 +227,35 @@ def _fit_section(name: str, fit: Fit, labels, extra_figures) -> str:
     if _is_1d_regression(fit):
         parts.append("<h3>Posterior predictive</h3>")
         parts.append(_png(predictive_band_figure(fit, labels=labels)))
+    parts.append(_settings_table(attrs))
+    for site in _categorical_sites(fit):
+        parts.append(f"<h3>Discrete choice: {html.escape(site)}</h3>")
+        parts.append(
+            fit.discrete_posterior(site).to_html(float_format=lambda v: f"{v:.4g}", na_rep="")
+        )
+        parts.append(_png(categorical_figure(fit, site)))
+    if "nested_samples" in fit.idata.groups():
+        parts.append("<h3>Nested sampling run</h3>")
+        parts.append(_png(nested_run_figure(fit)))
+    if _has_step_statistics(fit):
+        parts.append("<h3>Optimisation</h3>")
+        parts.append(_png(optimisation_figure(fit)))
     sites = _plotted_sites(fit)
-    parts.append("<h3>Posterior distributions</h3>")
-    parts.append(_png(_figure_of(az.plot_posterior(fit.idata, var_names=sites))))
-    parts.append("<h3>Trace</h3>")
-    parts.append(_png(_figure_of(az.plot_trace(fit.idata, var_names=sites, compact=True))))
+    if sites:
+        parts.append("<h3>Posterior distributions</h3>")
+        parts.append(_png(_figure_of(az.plot_posterior(fit.idata, var_names=sites))))
+    draws_are = str(attrs.get("draws_are", "mcmc"))
+    if sites and draws_are in ("mcmc", "learning"):
+        parts.append("<h3>Trace</h3>")
+        parts.append(_png(_figure_of(az.plot_trace(fit.idata, var_names=sites, compact=True))))
+        if draws_are == "mcmc" and fit.idata.posterior.sizes.get("draw", 0) >= 20:
+            parts.append("<h3>Rank plots</h3>")
+            parts.append(_png(_figure_of(az.plot_rank(fit.idata, var_names=sites[:4]))))
+    elif sites:
+        parts.append(
+            f'<p class="meta">The draws are {html.escape(draws_are)}, not a Markov chain: no '
+            "trace or rank plot.</p>"
+        )
     return "\n".join(parts)
 
 
@@ -161,6 +299,10 @@ def report(
     if len(fits) > 1:
         body.append("<h2>Model comparison</h2>")
         body.append(compare(fits).to_html(float_format=lambda v: f"{v:.4g}"))
+        shared = _shared_sites(fits)
+        if shared:
+            body.append("<h3>Shared parameters</h3>")
+            body.append(_png(overlaid_posteriors_figure(fits, shared)))
     for i, (name, fit) in enumerate(fits.items()):
         body.append(_fit_section(name, fit, labels, extra_figures if i == 0 else None))
     document = (

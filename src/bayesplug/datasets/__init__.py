@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import builtins
 import csv
-from collections.abc import Iterator, Mapping
+import os
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 
@@ -20,7 +22,7 @@ import numpy as np
 
 from ..errors import InputError, did_you_mean
 
-__all__ = ["Dataset", "list", "load", "random_folds", "train_test_split"]
+__all__ = ["Dataset", "list", "load", "random_folds", "read_csv", "train_test_split"]
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,114 @@ def _sf_temperature() -> Dataset:
     )
 
 
+def _numeric_columns(path: str, argument: str) -> dict[str, np.ndarray]:
+    try:
+        with open(path, encoding="utf-8", newline="") as handle:
+            lines = [ln for ln in handle if ln.strip() and not ln.lstrip().startswith("#")]
+    except FileNotFoundError:
+        raise InputError(argument, f"no file at {path!r}.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(argument, f"{path!r} cannot be read as text ({exc}).") from None
+    if len(lines) < 2:
+        raise InputError(argument, f"{path!r} has no data rows (a header and rows expected).")
+    delimiter = max(",;\t", key=lines[0].count)
+    rows = builtins.list(csv.reader(lines, delimiter=delimiter))
+    header = [h.strip() for h in rows[0]]
+    for number, row in enumerate(rows[1:], start=1):
+        if len(row) != len(header):
+            raise InputError(
+                argument,
+                f"{path!r}: data row {number} has {len(row)} fields but the header has "
+                f"{len(header)} ({', '.join(header)}).",
+            )
+    columns = {}
+    for i, name in enumerate(header):
+        cells = [r[i].strip() for r in rows[1:]]
+        values = []
+        for cell in cells:
+            try:
+                values.append(float(cell))
+            except ValueError:
+                values.append(None)
+        bad = [n for n, v in enumerate(values, start=1) if v is None]
+        if len(bad) == len(values):
+            message = f"column {name!r} of {path!r} is text (e.g. {cells[0]!r}): not used"
+            warnings.warn(message, stacklevel=3)
+            continue
+        if bad:
+            raise InputError(
+                f"{argument} column {name!r}",
+                f"has {len(bad)} missing or non-numeric value(s) (first at data row {bad[0]}: "
+                f"{cells[bad[0] - 1]!r}).",
+                "Fill them in or remove those rows; a column is never dropped silently.",
+            )
+        columns[name] = np.array(values, dtype=float)
+    if not columns:
+        raise InputError(argument, f"{path!r} has no numeric column.")
+    return columns
+
+
+def read_csv(
+    path: str | os.PathLike,
+    columns: Mapping[str, str | Sequence[str]] | None = None,
+    *,
+    argument: str = "path",
+) -> dict[str, np.ndarray]:
+    """The numeric columns of a CSV file, as model data.
+
+    Comma, semicolon or tab separated, a header row, ``#`` comment lines skipped. A column whose
+    every cell is text (labels, references) is left out with a warning; a numeric column with a
+    missing or unreadable cell is an error naming the row, never a silently dropped column.
+
+    Parameters
+    ----------
+    path
+        The file.
+    columns
+        Which columns make which model input: ``{input: column}`` for a vector, or
+        ``{input: [column, ...]}`` for an (N, k) array with those columns side by side, e.g.
+        ``{"index": ["day", "hour"], "y": "temp_f"}`` for ``FunctionalTucker``.
+        Without it every numeric column is an input under its own name.
+    argument
+        How errors name the file (the command line passes ``"--data"``).
+
+    Returns
+    -------
+    dict
+        ``{name: (N,) or (N, k) float array}``: what :func:`bayesplug.fit` takes as data.
+
+    Examples
+    --------
+    >>> import bayesplug as bp, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "temps.csv")
+    >>> _ = open(path, "w").write("day,hour,temp_f\\n1,0,47.8\\n1,1,47.4\\n2,0,48.1\\n")
+    >>> data = bp.datasets.read_csv(path, {"index": ["day", "hour"], "y": "temp_f"})
+    >>> data["index"].shape, data["y"]
+    ((3, 2), array([47.8, 47.4, 48.1]))
+    """
+    table = _numeric_columns(os.fspath(path), argument)
+    if columns is None:
+        return table
+    if not isinstance(columns, Mapping):
+        raise InputError("columns", f"expected a mapping {{input: column(s)}}, got {columns!r}.")
+    data = {}
+    for name, chosen in columns.items():
+        names = [chosen] if isinstance(chosen, str) else builtins.list(chosen)
+        for column in names:
+            if column not in table:
+                raise InputError(
+                    f"columns[{name!r}]",
+                    f"{path!r} has no numeric column {column!r} "
+                    f"(it has {', '.join(map(repr, table))}).",
+                    did_you_mean(column, table),
+                )
+        if not names:
+            raise InputError(f"columns[{name!r}]", "names no column.")
+        stacked = [table[c] for c in names]
+        data[name] = stacked[0] if isinstance(chosen, str) else np.stack(stacked, axis=1)
+    return data
+
+
 _LOADERS = {
     "cosmic_chronometers": _cosmic_chronometers,
     "bao": _bao,
@@ -196,6 +306,8 @@ def random_folds(
     in the functional Tucker paper's protocol (five random 80/20 splits). Same ``seed``, same
     folds.
 
+    Examples
+    --------
     >>> import bayesplug as bp
     >>> folds = bp.datasets.random_folds(bp.datasets.load("sf_temperature"), 5, seed=0)
     >>> len(folds), folds[0][0]["y"].shape, folds[0][1]["y"].shape

@@ -45,7 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..bridge import Bridge
-from ..errors import ConvergenceWarning, InterruptedRunWarning
+from ..errors import ConvergenceWarning, InputError, InterruptedRunWarning
 from ..protocols import MAX_TIME, Model, Option, RawResult, positive, positive_int
 from .driver import run_in_chunks
 from .resampling import systematic_resample
@@ -116,6 +116,20 @@ def _logsumexp(a: np.ndarray, axis: int = 0) -> np.ndarray:
 def _at_least_two(value) -> str | None:
     """Option check: nested sampling replaces points among at least two live ones."""
     return None if value is None or value >= 2 else "must be at least 2"
+
+
+def _require_likelihood(bridge: Bridge) -> None:
+    """Nested sampling integrates the likelihood over the prior: a program without one (no
+    ``obs=`` and no ``numpyro.factor``, e.g. NumPyro's funnel) has nothing to integrate."""
+    if not bridge.info.observed_sites and not bridge.info.factor_sites:
+        raise InputError(
+            "method",
+            "nested sampling needs a likelihood (it integrates the likelihood over the prior), "
+            "but no sample site of this program receives observed data (obs=...) and it has no "
+            "numpyro.factor: its density is a prior only.",
+            "Sample it with method='nuts', 'flow_vi' or 'svi' (they need only the joint "
+            "density), or pass the observations under the argument used as obs=.",
+        )
 
 
 class NestedBackend:
@@ -190,8 +204,6 @@ class NestedBackend:
         if strategy == "enumerate":
             from numpyro import handlers
 
-            from ..errors import InputError
-
             if len(choices) != 1:
                 raise InputError(
                     "strategy",
@@ -255,6 +267,7 @@ class NestedBackend:
         import blackjax
 
         bridge = Bridge.from_model(model_fn, data)
+        _require_likelihood(bridge)
         dim = bridge.dim
         num_live = num_live or max(100, 25 * dim)
         num_delete = num_delete or min(max(1, num_live // 10), CPU_MAX_DELETE)

@@ -171,6 +171,8 @@ class GPPDESolver(ModelBase):
     grid
         With a case name: its grid instead of the paper's.
 
+    Notes
+    -----
     Fits with ``method="map"``; ``fit.point_estimate["u"]`` is the solution on the grid.
     """
 

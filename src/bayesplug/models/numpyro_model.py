@@ -161,12 +161,7 @@ class NumPyroModel(ModelBase):
                 "or 'svi' with batch_size=... (the plate over the data is enough).",
             )
         if not info.observed_sites and not info.factor_sites:
-            raise InputError(
-                "data",
-                f"no sample site of {self.name} received observed data (obs=...) and it has "
-                "no numpyro.factor: there is no likelihood.",
-                "Pass the observations under the name of the function argument used as obs=.",
-            )
+            self._refuse_forgotten_observations(data)
         if not info.latent_sites:
             raise InputError("model", f"{self.name} has no latent sample site: nothing to infer.")
         for site in info.observed_sites:
@@ -195,6 +190,26 @@ class NumPyroModel(ModelBase):
             capabilities.add("minibatch")
         self.capabilities = frozenset(capabilities)
         return arrays
+
+    def _refuse_forgotten_observations(self, data: Mapping[str, Any]) -> None:
+        """A program that observes nothing is a density to sample (NumPyro's funnel), unless an
+        argument defaulting to ``None`` was left out: that is how observations are passed
+        (``obs=y``), so sampling would silently return the prior instead of the posterior."""
+        unset = [
+            name
+            for name, p in self._parameters.items()
+            if p.default is None and name not in data and p.kind is not p.VAR_KEYWORD
+        ]
+        if unset:
+            raise InputError(
+                "data",
+                f"no sample site of {self.name} received observed data (obs=...) and it has no "
+                f"numpyro.factor, and its argument(s) {', '.join(map(repr, unset))} (default "
+                "None) were not given: fitting would return the prior, not a posterior.",
+                f"Pass the observations, e.g. data[{unset[0]!r}] = ... . (A program that "
+                "observes nothing, like NumPyro's funnel, is sampled as it is when no argument "
+                "defaulting to None is left out.)",
+            )
 
     def model(self, **data: Any) -> None:
         """Call the wrapped function with the data and the static settings."""
