@@ -177,3 +177,12 @@ def test_import_is_light():
     code = f"import sys, bayesplug; print(sorted(m for m in {heavy} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_report_draws_smoothed_paths_as_bands(tmp_path):
+    """A state-space fit's smoothed states are drawn as a median with bands over time."""
+    lg = bp.models.LinearGaussianSSM(A=0.9, Q=0.5, C=1.0, R=0.3)
+    y = np.asarray(lg.simulate(__import__("jax").random.PRNGKey(0), 40)["y"])
+    fit = bp.fit(lg, {"y": y}, method="paris", num_particles=64, num_paths=40, progress=False)
+    html = bp.report(fit, tmp_path / "paris.html").read_text()
+    assert "<h3>Paths</h3>" in html and "not a Markov chain" in html

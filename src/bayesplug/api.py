@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import registry
+from ._compilation_cache import enable_compilation_cache
 from ._threads import one_at_a_time
 from ._validation import as_data_mapping
 from .errors import (
@@ -186,6 +187,7 @@ def fit(
     """
     seed = _check_seed(seed)
     data = as_data_mapping(data, allow_empty=True)  # each model says what it needs
+    enable_compilation_cache()  # a second process with the same model and shapes compiles nothing
     model = _resolve_model(model, data)
     backend = _resolve_backend(method)
     options = _check_options(backend, options)

@@ -101,6 +101,42 @@ def nested_run_figure(fit: Fit):
     return fig
 
 
+def _path_sites(fit: Fit) -> list[str]:
+    """Sites over an index of at least 10 with at most 3 components at each index (smoothed
+    states over time, a function on a grid): drawn as bands, which show them better than
+    per-element densities."""
+    post = fit.idata.posterior
+
+    def is_path(shape) -> bool:
+        extra = shape[2:]
+        return len(extra) >= 1 and extra[0] >= 10 and int(np.prod(extra[1:])) <= 3
+
+    return [n for n in post.data_vars if is_path(post[n].shape)][:2]
+
+
+def path_figure(fit: Fit, sites: list[str]):
+    """Posterior median and 50% / 90% bands of each component of each path site against its
+    index."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(sites), 1, figsize=(8, 2.6 * len(sites)), squeeze=False)
+    for ax, name in zip(axes[:, 0], sites, strict=True):
+        site = fit.idata.posterior[name]
+        values = np.asarray(site)
+        draws = values.reshape(-1, values.shape[2], int(np.prod(values.shape[3:])))
+        q = np.quantile(draws, [0.05, 0.25, 0.5, 0.75, 0.95], axis=0)
+        index = np.arange(draws.shape[1])
+        for c in range(draws.shape[2]):
+            suffix = f"[{c}]" if draws.shape[2] > 1 else ""
+            ax.fill_between(index, q[0, :, c], q[4, :, c], color=f"C{c}", alpha=0.2)
+            ax.fill_between(index, q[1, :, c], q[3, :, c], color=f"C{c}", alpha=0.35)
+            ax.plot(index, q[2, :, c], color=f"C{c}", lw=1, label=f"{name}{suffix} median")
+        ax.set_xlabel(site.dims[2])
+        ax.set_ylabel(f"{name} (50% and 90% bands)")
+        ax.legend(loc="upper right", fontsize="small")
+    return fig
+
+
 def optimisation_figure(fit: Fit):
     """Every statistic recorded per optimisation step (the ELBO of ``svi`` / ``flow_vi``, the
     loss of ``map``) against the step."""
@@ -237,6 +273,10 @@ def _fit_section(name: str, fit: Fit, labels, extra_figures) -> str:
     if "nested_samples" in fit.idata.groups():
         parts.append("<h3>Nested sampling run</h3>")
         parts.append(_png(nested_run_figure(fit)))
+    paths = _path_sites(fit)
+    if paths:
+        parts.append("<h3>Paths</h3>")
+        parts.append(_png(path_figure(fit, paths)))
     if _has_step_statistics(fit):
         parts.append("<h3>Optimisation</h3>")
         parts.append(_png(optimisation_figure(fit)))

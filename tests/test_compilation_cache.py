@@ -1,0 +1,77 @@
+"""JAX's persistent compilation cache: a second process with the same model and shapes loads
+what the first compiled; a changed shape compiles afresh; ``BAYESPLUG_CACHE=off`` turns it off."""
+
+import json
+import os
+import subprocess
+import sys
+
+from bayesplug._compilation_cache import cache_folder
+
+CHILD = r"""
+import json, sys
+import jax, numpy as np, numpyro, numpyro.distributions as dist
+import bayesplug as bp
+
+events = {"hits": 0, "misses": 0}
+def listen(event, **kwargs):
+    if event.endswith("/cache_hits"):
+        events["hits"] += 1
+    elif event.endswith("/cache_misses"):
+        events["misses"] += 1
+jax.monitoring.register_event_listener(listen)
+
+def model(x, y=None):
+    a = numpyro.sample("a", dist.Normal(0, 1))
+    b = numpyro.sample("b", dist.Normal(0, 1))
+    with numpyro.plate("n", x.shape[0]):
+        numpyro.sample("y", dist.Normal(a + b * x, 0.5), obs=y)
+
+n = int(sys.argv[1])
+x = np.linspace(-1, 1, n)
+bp.fit(model, {"x": x, "y": 2 * x}, num_warmup=50, num_samples=50, num_chains=1, progress=False)
+print(json.dumps({**events, "dir": jax.config.jax_compilation_cache_dir}))
+"""
+
+
+def _run(tmp_path, n, setting):
+    env = {**os.environ, "BAYESPLUG_CACHE": setting, "JAX_PLATFORMS": "cpu"}
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(n)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=True,
+        cwd=tmp_path,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _entries(folder):
+    return {p.name for p in folder.iterdir()} if folder.exists() else set()
+
+
+def test_a_second_process_loads_what_the_first_compiled(tmp_path):
+    folder = tmp_path / "cache"
+    first = _run(tmp_path, 20, str(folder))
+    written = _entries(folder)
+    assert first["dir"] == str(folder) and written, "the first run wrote nothing to the cache"
+    second = _run(tmp_path, 20, str(folder))
+    assert second["hits"] >= len([e for e in written if not e.endswith("-atime")])
+    assert _entries(folder) == written  # nothing new compiled and written
+    third = _run(tmp_path, 33, str(folder))  # another data shape: compiled and written afresh
+    assert third["misses"] > 0 and _entries(folder) > written
+
+
+def test_the_cache_can_be_moved_and_turned_off(tmp_path, monkeypatch):
+    monkeypatch.setenv("BAYESPLUG_CACHE", str(tmp_path / "here"))
+    assert cache_folder() == tmp_path / "here"
+    for off in ("off", "0", "False", "no"):
+        monkeypatch.setenv("BAYESPLUG_CACHE", off)
+        assert cache_folder() is None
+    monkeypatch.delenv("BAYESPLUG_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert cache_folder() == tmp_path / "bayesplug" / "jax"
+    off = _run(tmp_path, 20, "off")
+    assert off["dir"] in (None, "") and off["hits"] == 0
