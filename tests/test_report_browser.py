@@ -108,6 +108,7 @@ def test_compare_report_of_three_fits_renders_in_chromium(chromium, tmp_path):
     report = bp.report(fits, tmp_path / "compare.html")
     html = report.read_text()
     assert "Model comparison" in html and "Shared parameters" in html and "Optimisation" in html
+    assert "Posterior predictive, side by side" in html
     drawn, total, errors = open_in_browser(chromium, report, tmp_path)
     assert total >= 8 and drawn == total and errors == []
 

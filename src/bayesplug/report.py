@@ -202,9 +202,10 @@ def _settings_table(attrs: Mapping[str, Any]) -> str:
 
 
 def predictive_band_figure(
-    fit: Fit, *, num_points: int = 200, labels: Mapping[str, str] | None = None
+    fit: Fit, *, num_points: int = 200, labels: Mapping[str, str] | None = None, ax=None
 ):
-    """Data with error bars, predictive mean and 68% / 95% bands, for 1-D regression fits."""
+    """Data with error bars, predictive mean and 68% / 95% bands, for 1-D regression fits
+    (drawn on ``ax`` when given)."""
     import matplotlib.pyplot as plt
 
     x = np.asarray(fit.data["x"])
@@ -216,7 +217,8 @@ def predictive_band_figure(
         {"x": grid}, num_draws=min(500, next(iter(fit.samples.values())).shape[0])
     )
     q = prediction.quantile([0.025, 0.16, 0.84, 0.975])
-    fig, ax = plt.subplots(figsize=(7, 4))
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4))
     ax.fill_between(grid, q[0], q[3], color="C0", alpha=0.2, label="95%")
     ax.fill_between(grid, q[1], q[2], color="C0", alpha=0.35, label="68%")
     ax.plot(grid, prediction.mean, color="C0", label="predictive mean")
@@ -226,6 +228,20 @@ def predictive_band_figure(
     ax.set_xlabel(labels.get("x", "x"))
     ax.set_ylabel(labels.get("y", "y"))
     ax.legend(loc="best")
+    return ax.figure
+
+
+def predictive_checks_figure(fits: Mapping[str, Fit], labels: Mapping[str, str] | None = None):
+    """The posterior predictive bands of several 1-D regression fits side by side, on shared
+    axes, so their predictions can be compared at a glance."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(
+        1, len(fits), figsize=(4.5 * len(fits), 3.5), sharex=True, sharey=True, squeeze=False
+    )
+    for ax, (name, fit) in zip(axes[0], fits.items(), strict=True):
+        predictive_band_figure(fit, labels=labels, ax=ax)
+        ax.set_title(name)
     return fig
 
 
@@ -343,6 +359,10 @@ def report(
         if shared:
             body.append("<h3>Shared parameters</h3>")
             body.append(_png(overlaid_posteriors_figure(fits, shared)))
+        regressions = {n: f for n, f in fits.items() if _is_1d_regression(f)}
+        if len(regressions) > 1:
+            body.append("<h3>Posterior predictive, side by side</h3>")
+            body.append(_png(predictive_checks_figure(regressions, labels)))
     for i, (name, fit) in enumerate(fits.items()):
         body.append(_fit_section(name, fit, labels, extra_figures if i == 0 else None))
     document = (
