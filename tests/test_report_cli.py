@@ -185,4 +185,5 @@ def test_report_draws_smoothed_paths_as_bands(tmp_path):
     y = np.asarray(lg.simulate(__import__("jax").random.PRNGKey(0), 40)["y"])
     fit = bp.fit(lg, {"y": y}, method="paris", num_particles=64, num_paths=40, progress=False)
     html = bp.report(fit, tmp_path / "paris.html").read_text()
-    assert "<h3>Paths</h3>" in html and "not a Markov chain" in html
+    assert "<h3>Paths</h3>" in html and "<h3>Trace</h3>" not in html
+    assert "Posterior distributions" not in html  # not one density panel per time step

@@ -57,7 +57,7 @@ def _categorical_sites(fit: Fit) -> list[str]:
 
 def _plotted_sites(fit: Fit) -> list[str]:
     post = fit.idata.posterior
-    skip = set(_categorical_sites(fit))
+    skip = set(_categorical_sites(fit)) | set(_path_sites(fit))  # drawn as bars and bands
     sites = [n for n in post.data_vars if post[n].ndim == 2 and n not in skip]  # scalars first
     sites += [n for n in post.data_vars if post[n].ndim > 2 and n not in skip]
     return sites[:_MAX_PLOTTED_SITES]
