@@ -15,8 +15,10 @@ over dimensions, K = K₁ ⊗ … ⊗ K_D, each factor a mixture of Q spectral c
 
 Sites per dimension k: ``log_weight_k`` (log w_q; a flat prior on log w, the paper's Jeffreys
 argument, which prunes components), ``frequency_k`` (μ_q, cycles per unit; start spread over
-[0, freq_scale]) and ``log_inverse_length_k`` (log s_q); then ``u`` (the grid values) and the log
-precisions ``log_tau`` (boundary) and ``log_v`` (residual). All have flat (improper) priors, so
+[0, freq_scale]) and ``log_inverse_length_k`` (log s_q); then ``z``, the whitened grid values
+(u = (L₁ ⊗ … ⊗ L_D) z, L_k the Cholesky factor of K_k; ``u`` is a deterministic site; with
+``whiten=False`` the authors' ``u`` itself is the parameter) and the log precisions ``log_tau``
+(boundary) and ``log_v`` (residual). All have flat (improper) priors, so
 the posterior mode is what the ``map`` backend finds; sampling methods are refused. The log joint
 is the authors' objective:
 
@@ -130,15 +132,20 @@ def _along(fn, array, axis):
     return jnp.moveaxis(fn(flat).reshape(moved.shape), 0, axis)
 
 
-def kron_log_density(u: jax.Array, chols: Sequence[jax.Array]) -> jax.Array:
+def kron_log_density(
+    u: jax.Array | None, chols: Sequence[jax.Array], whitened: jax.Array | None = None
+) -> jax.Array:
     """log N(vec u | 0, K₁ ⊗ … ⊗ K_D) from the Cholesky factors L_k of the K_k, never forming
     the product: log|K| = Σ_k (N / N_k) log|K_k|, and the quadratic form is ‖A‖² with A = u
-    solved by L_k along each axis k."""
-    n = u.size
-    a = u
+    solved by L_k along each axis k — or A = ``whitened`` given, for u = (⊗ L_k) A."""
+    a = u if whitened is None else whitened
+    n = a.size
     log_det = 0.0
     for axis, chol in enumerate(chols):
-        a = _along(lambda m, c=chol: jax.scipy.linalg.solve_triangular(c, m, lower=True), a, axis)
+        if whitened is None:
+            a = _along(
+                lambda m, c=chol: jax.scipy.linalg.solve_triangular(c, m, lower=True), a, axis
+            )
         log_det = log_det + (n / chol.shape[0]) * 2.0 * jnp.sum(jnp.log(jnp.diag(chol)))
     return -0.5 * (jnp.sum(a**2) + log_det + n * jnp.log(2 * jnp.pi))
 
@@ -170,7 +177,19 @@ class GPPDESolver(ModelBase):
         then makes the prior density grow without limit and the fit ignore the PDE).
     grid
         With a case name: its grid instead of the paper's.
-
+    whiten
+        Parameterise the grid values as u = (L₁ ⊗ … ⊗ L_D) z, L_k the Cholesky factor of K_k,
+        and optimise z rather than u itself (the authors' choice). The objective and its optimum
+        are the same — the log joint is evaluated at u(z) with nothing added — but the GP
+        prior's quadratic form, whose Hessian in u is K⁻¹ (eigenvalues up to 1/jitter), becomes
+        ‖z‖², and each z moves u globally (the "whitening" of variational GP inference: Hensman,
+        Matthews & Ghahramani 2015). By default (None) the PDE decides: whitened when its source
+        is zero everywhere (a homogeneous equation such as advection, whose solution only the
+        boundary values determine: with u itself, their information spreads inwards one grid
+        step's coupling at a time), the authors' u otherwise (whitening couples u to the
+        kernel's frequencies, which then move slowly). Measured (``docs/benchmarks.md``):
+        advection sin(x − 200t) 8e-4 after 12,000 steps whitened, 0.96 after 15,600 steps with
+        u; Poisson sin(100x) stuck at 2e-2 whitened where u reaches 1e-6.
     Notes
     -----
     Fits with ``method="map"``; ``fit.point_estimate["u"]`` is the solution on the grid.
@@ -190,6 +209,7 @@ class GPPDESolver(ModelBase):
         boundary_weight: float | None = None,
         jitter: float = 1e-6,
         grid: int | Sequence[int] | None = None,
+        whiten: bool | None = None,
     ) -> None:
         case_name = pde if isinstance(pde, str) else None
         if case_name is not None:
@@ -202,6 +222,10 @@ class GPPDESolver(ModelBase):
             raise InputError("num_components", f"expected an integer, got {num_components!r}.")
         if num_components < 1:
             raise InputError("num_components", f"must be at least 1, got {num_components}.")
+        if whiten is not None and not isinstance(whiten, bool):
+            raise InputError("whiten", f"expected True, False or None, got {whiten!r}.")
+        if whiten is None:
+            whiten = pde is not None and pde.homogeneous
         if not (isinstance(jitter, int | float) and jitter > 0):
             raise InputError("jitter", f"expected a positive number, got {jitter!r}.")
         if boundary_weight is None:
@@ -214,6 +238,7 @@ class GPPDESolver(ModelBase):
         self.kernel = kernel
         self.num_components = num_components
         self.jitter = float(jitter)
+        self.whiten = whiten
         self.boundary_weight = float(boundary_weight)
         self.freq_scale = self._freq_scale(freq_scale)
         super().__init__(
@@ -224,6 +249,7 @@ class GPPDESolver(ModelBase):
             freq_scale=list(self.freq_scale) if self.freq_scale is not None else None,
             boundary_weight=self.boundary_weight,
             jitter=self.jitter,
+            whiten=whiten,
         )
 
     def _freq_scale(self, freq_scale):
@@ -287,15 +313,16 @@ class GPPDESolver(ModelBase):
         return out
 
     def initial_values(self, data: Mapping[str, Any]) -> dict[str, jax.Array]:
-        """The authors' start: w_q = 1/Q, μ_q = linspace(0, 1, Q) · freq_scale, s_q = 1, u = 0,
-        τ = v = 1 (the ``map`` backend starts here; flat priors have no median)."""
+        """The authors' start: w_q = 1/Q, μ_q = linspace(0, 1, Q) · freq_scale, s_q = 1, u = 0
+        (z = 0 whitened), τ = v = 1 (the ``map`` backend starts here; flat priors have no
+        median)."""
         q = self.num_components
         values = {}
         for k, scale in enumerate(self.freq_scale):
             values[f"log_weight_{k}"] = jnp.full(q, -math.log(q))
             values[f"frequency_{k}"] = jnp.linspace(0.0, 1.0, q) * scale
             values[f"log_inverse_length_{k}"] = jnp.zeros(q)
-        values["u"] = jnp.zeros(self.pde.grid)
+        values["z" if self.whiten else "u"] = jnp.zeros(self.pde.grid)
         values["log_tau"] = jnp.zeros(())
         values["log_v"] = jnp.zeros(())
         return values
@@ -321,15 +348,29 @@ class GPPDESolver(ModelBase):
             derivs.append(mats)
         return chols, derivs
 
-    def _derivatives(self, u, chols, derivs, names, variables):
+    def _derivatives(self, u, chols, derivs, names, variables, z=None):
         """d[name] = the GP conditional mean's derivative at the grid: K_k^(o) K_k⁻¹ applied along
-        each differentiated axis k (the per-axis maps commute; undifferentiated axes keep u)."""
+        each differentiated axis k (the per-axis maps commute; undifferentiated axes keep u).
+        Whitened (``z`` given, u = (⊗ L_k) z): K_k⁻¹ u along axis k is L_kᵀ⁻¹ z there, one
+        triangular solve, and an undifferentiated axis applies L_k to z."""
         out = {}
         for name in names:
-            value = u
+            value = u if z is None else z
             for axis, order in enumerate(_orders(name, variables)):
-                if order:
-                    chol, mat = chols[axis], derivs[axis][order]
+                chol = chols[axis]
+                if z is not None and not order:
+                    value = _along(lambda m, c=chol: c @ m, value, axis)
+                elif z is not None:
+                    mat = derivs[axis][order]
+                    value = _along(
+                        lambda m, c=chol, a=mat: (
+                            a @ jax.scipy.linalg.solve_triangular(c, m, lower=True, trans=1)
+                        ),
+                        value,
+                        axis,
+                    )
+                elif order:
+                    mat = derivs[axis][order]
                     value = _along(
                         lambda m, c=chol, a=mat: a @ jax.scipy.linalg.cho_solve((c, True), m),
                         value,
@@ -348,21 +389,31 @@ class GPPDESolver(ModelBase):
             for k in range(problem.dim)
         ]
         params = self._kernel_params(problem.dim)
-        u = numpyro.sample(
-            "u", dist.ImproperUniform(constraints.real, (), event_shape=problem.grid)
+        values = numpyro.sample(
+            "z" if self.whiten else "u",
+            dist.ImproperUniform(constraints.real, (), event_shape=problem.grid),
         )
         flat = dist.ImproperUniform(constraints.real, (), event_shape=())
         log_tau = numpyro.sample("log_tau", flat)
         log_v = numpyro.sample("log_v", flat)
         chols, derivs = self._factors(params, grids, orders_needed)
-        numpyro.factor("gp_prior", kron_log_density(u, chols))
+        if self.whiten:
+            z = values
+            u = z
+            for axis, chol in enumerate(chols):
+                u = _along(lambda m, c=chol: c @ m, u, axis)
+            u = numpyro.deterministic("u", u)
+            numpyro.factor("gp_prior", kron_log_density(None, chols, whitened=z))
+        else:
+            z, u = None, values
+            numpyro.factor("gp_prior", kron_log_density(u, chols))
         with numpyro.handlers.scale(scale=self.boundary_weight):
             numpyro.sample(
                 "boundary",
                 dist.Normal(u.ravel()[boundary_index], jnp.exp(-0.5 * log_tau)),
                 obs=boundary_values,
             )
-        d = self._derivatives(u, chols, derivs, names, problem.variables)
+        d = self._derivatives(u, chols, derivs, names, problem.variables, z=z)
         residual = problem.operator(u, d)
         numpyro.sample(
             "source",

@@ -273,6 +273,16 @@ class PDE:
         out["boundary_values"] = np.asarray(boundary).ravel()[index]
         return out
 
+    @property
+    def homogeneous(self) -> bool:
+        """True when the source is zero on the grid (to 1e-9 of the boundary values' scale):
+        then the boundary values alone determine the solution."""
+        if isinstance(self.source, int | float) and not isinstance(self.source, bool):
+            return self.source == 0
+        data = self.data()
+        scale = max(1.0, float(np.max(np.abs(data["boundary_values"]), initial=0.0)))
+        return bool(np.max(np.abs(data["source"])) <= 1e-9 * scale)
+
     def test_points(self, num: int = 300) -> np.ndarray:
         """``num`` uniform points per dimension over the box, as an (n, dim) array (the paper's
         test grid is 300 or 300 × 300)."""
