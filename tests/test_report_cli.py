@@ -169,6 +169,8 @@ def test_cli_maps_csv_columns_to_model_inputs(tmp_path, capsys):
 def test_cli_reports_errors_in_words(capsys):
     assert main(["fit", "gp", "--data", "cosmic_chronometers", "--method", "nutz"]) == 2
     assert "Did you mean 'nuts'" in capsys.readouterr().err
+    assert main(["fit", "gp", "--data", "no_such_file.csv", "--out", "x.nc"]) == 2
+    assert "no file at 'no_such_file.csv' and no shipped data set" in capsys.readouterr().err
 
 
 def test_import_is_light():

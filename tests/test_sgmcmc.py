@@ -149,3 +149,35 @@ def test_divergence_keeps_draws_and_names_the_step_size(problem):
         fit = fit_sg("sgld", data, step_size=5e-3, batch_size=100, num_warmup=0, **OLD)
     assert fit.idata.attrs["diverged"] == 1
     assert np.all(np.isfinite(draws(fit)))
+
+
+def test_the_sg_kernel_schedules_the_step_and_freezes_a_stopped_chain():
+    """The pure kernel (``init`` / ``build_kernel``): the polynomial schedule by hand, and a
+    chain whose move is not finite or runs away keeps its last position and says why."""
+    import jax
+    import jax.numpy as jnp
+
+    from bayesplug.inference import sgmcmc
+
+    def move(key, batch_key, x, extra, data, eps, temperature):
+        return x + data["shift"], extra + 1
+
+    step = jax.jit(sgmcmc.build_kernel(move, 0.2, schedule="polynomial", decay=0.5, runaway=3.0))
+    state = sgmcmc.init(jnp.zeros(2), jnp.asarray(0), jax.random.key(0))
+    state, info = step(state, {"shift": 1.0})
+    assert float(info.step_size) == pytest.approx(0.2)  # t = 0
+    state, info = step(state, {"shift": 1.0})
+    assert float(info.step_size) == pytest.approx(0.2 * (1 + 1 / 100) ** -0.5)
+    assert state.position.tolist() == [2.0, 2.0] and int(state.extra) == 2
+    state, _ = step(state, {"shift": 2.0})  # to 4 > runaway: refused, status RAN_AWAY
+    assert state.position.tolist() == [2.0, 2.0] and int(state.status) == sgmcmc.RAN_AWAY
+    state, _ = step(state, {"shift": -1.0})  # a stopped chain stays stopped
+    assert state.position.tolist() == [2.0, 2.0] and int(state.extra) == 2
+    fresh = sgmcmc.init(jnp.zeros(2), jnp.asarray(0), jax.random.key(0))
+    bad, _ = step(fresh, {"shift": jnp.nan})
+    assert int(bad.status) == sgmcmc.NON_FINITE and bad.position.tolist() == [0.0, 0.0]
+    # vmapped over chains, as the backend runs it
+    keys = jax.random.split(jax.random.key(1), 3)
+    states = jax.vmap(sgmcmc.init)(jnp.zeros((3, 2)), jnp.zeros(3, int), keys)
+    states, _ = jax.vmap(step, (0, None))(states, {"shift": 1.0})
+    assert states.position.shape == (3, 2) and np.all(states.status == sgmcmc.OK)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import os
 import sys
 from collections.abc import Sequence
 
@@ -60,16 +61,13 @@ def _read_data(path: str, pairs: Sequence[str]) -> dict:
         columns[key] = names if len(names) > 1 else names[0]
     if path in datasets.list() and not columns:
         return datasets.load(path)
-    try:
-        return datasets.read_csv(path, columns or None, argument="--data")
-    except InputError as exc:
-        if "no file at" in exc.problem and path not in datasets.list():
-            raise InputError(
-                "--data",
-                f"no file at {path!r} and no shipped data set of that name.",
-                "Give a CSV file, or a name from 'bayesplug list datasets'.",
-            ) from None
-        raise
+    if not os.path.exists(path) and path not in datasets.list():
+        raise InputError(
+            "--data",
+            f"no file at {path!r} and no shipped data set of that name.",
+            "Give a CSV file, or a name from 'bayesplug list datasets'.",
+        )
+    return datasets.read_csv(path, columns or None, argument="--data")
 
 
 def _cmd_fit(args) -> int:

@@ -77,30 +77,7 @@ def to_inference_data(
         for k, v in model.pointwise_log_likelihood({**point, **posterior}, data).items()
     }
     dims = {name: _dims(name, value) for name, value in observed.items()}
-    attrs = {
-        "method": method,
-        "seed": int(seed),
-        "options": _json(dict(options)),
-        "model": model.name,
-        "model_options": _json(getattr(model, "options", {})),
-        "data_keys": _json(list(data)),
-        "interrupted": int(raw.interrupted),
-        "backend_messages": _json(list(raw.messages)),
-        # "created_at" would be dropped: ArviZ keeps that name for its own per-group stamp
-        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        **{f"version_{k}": v for k, v in package_versions().items()},
-    }
-    function = getattr(model, "function_name", None)
-    if function:  # provenance for people: bp.load never imports it
-        attrs["model_function"] = function
-    static = getattr(model, "static", None)
-    if static:
-        attrs["model_static"] = _json(static)
-    if raw.log_evidence is not None:
-        attrs["log_evidence"] = float(raw.log_evidence[0])
-        attrs["log_evidence_err"] = float(raw.log_evidence[1])
-    for key, value in raw.attrs.items():
-        attrs[key] = value if isinstance(value, int | float | str) else _json(value)
+    attrs = _attrs(raw, model, data, method, seed, options)
     idata = az.from_dict(
         posterior=posterior,
         sample_stats={
@@ -133,6 +110,36 @@ def to_inference_data(
             values = xr.Dataset({k: (_dims(k, v), np.asarray(v)) for k, v in values.items()})
         idata.add_groups({group: values})
     return idata
+
+
+def _attrs(raw: RawResult, model, data, method: str, seed: int, options) -> dict[str, Any]:
+    """Provenance and the backend's figures, as the file's top-level attributes (JSON text for
+    anything that is not a number or a string)."""
+    attrs = {
+        "method": method,
+        "seed": int(seed),
+        "options": _json(dict(options)),
+        "model": model.name,
+        "model_options": _json(getattr(model, "options", {})),
+        "data_keys": _json(list(data)),
+        "interrupted": int(raw.interrupted),
+        "backend_messages": _json(list(raw.messages)),
+        # "created_at" would be dropped: ArviZ keeps that name for its own per-group stamp
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        **{f"version_{k}": v for k, v in package_versions().items()},
+    }
+    function = getattr(model, "function_name", None)
+    if function:  # provenance for people: bp.load never imports it
+        attrs["model_function"] = function
+    static = getattr(model, "static", None)
+    if static:
+        attrs["model_static"] = _json(static)
+    if raw.log_evidence is not None:
+        attrs["log_evidence"] = float(raw.log_evidence[0])
+        attrs["log_evidence_err"] = float(raw.log_evidence[1])
+    for key, value in raw.attrs.items():
+        attrs[key] = value if isinstance(value, int | float | str) else _json(value)
+    return attrs
 
 
 def _dims(name: str, value) -> list[str]:

@@ -397,29 +397,7 @@ class CEPBackend:
         start = time.perf_counter()
         compiled = jax.jit(advance).lower(states).compile()
         compile_time = time.perf_counter() - start
-        history = []
-
-        def done(_, info):
-            history.append(np.asarray(info.train_rmse, dtype=float))
-            if len(history) < 3:
-                return False
-            change = np.abs(history[-1] - history[-2])
-            return bool(np.all(change <= tol * np.maximum(history[-1], 1e-12)))
-
-        run = run_in_chunks(
-            compiled,
-            states,
-            num_chunks=max_epochs,
-            steps_per_chunk=1,
-            progress=progress,
-            description="cep epochs",
-            postfix=lambda s, info: {
-                "rmse": f"{float(np.min(info.train_rmse)) * scale:.4g}",
-                "E[tau]": f"{float(info.tau_mean[np.argmin(info.train_rmse)]):.3g}",
-            },
-            max_time=max_time,
-            done=done,
-        )
+        run = _run_epochs(compiled, states, max_epochs, tol, scale, progress, max_time)
         if not run.outputs:
             from ..errors import BayesplugError
 
@@ -437,29 +415,7 @@ class CEPBackend:
                 "cep diverged at every start: the training error became NaN. Raise damping "
                 "(e.g. 0.8), lower the ranks, or check the data's scale."
             )
-        if run.interrupted:
-            warnings.warn(
-                f"cep stopped early: {run.reason}. Drawing from the approximation reached after "
-                f"{len(rmse)} of {max_epochs} epochs.",
-                InterruptedRunWarning,
-                stacklevel=2,
-            )
-        elif not converged:
-            warnings.warn(
-                f"cep ran all {max_epochs} epochs without the training RMSE settling (last "
-                f"changes {np.abs(np.diff(rmse[-3:])).tolist()}). Raise max_epochs, or raise "
-                "damping (e.g. 0.8) if it oscillates.",
-                ConvergenceWarning,
-                stacklevel=2,
-            )
-        if rmse[-1] > 0.99 * scale:
-            warnings.warn(
-                f"cep found no structure: the training RMSE ({rmse[-1]:.4g}) is the spread of y "
-                f"itself at every one of {num_restarts} starts (the factors collapsed to zero). "
-                "Raise num_restarts, lower the ranks, or check that y varies with the index.",
-                ConvergenceWarning,
-                stacklevel=2,
-            )
+        _warn_if_unsettled(run, rmse, converged, max_epochs, scale, num_restarts)
         start = time.perf_counter()
         samples = jax.jit(lambda key, s: draws(key, s, problem, model, data, num_draws))(
             draw_key, state
@@ -484,4 +440,60 @@ class CEPBackend:
             },
             state=state,
             interrupted=run.interrupted,
+        )
+
+
+def _run_epochs(compiled, states, max_epochs: int, tol: float, scale, progress, max_time):
+    """Epochs under the driver until every start's training RMSE changes by less than ``tol``
+    (relative) twice running, or ``max_epochs``."""
+    history = []
+
+    def done(_, info):
+        history.append(np.asarray(info.train_rmse, dtype=float))
+        if len(history) < 3:
+            return False
+        change = np.abs(history[-1] - history[-2])
+        return bool(np.all(change <= tol * np.maximum(history[-1], 1e-12)))
+
+    return run_in_chunks(
+        compiled,
+        states,
+        num_chunks=max_epochs,
+        steps_per_chunk=1,
+        progress=progress,
+        description="cep epochs",
+        postfix=lambda s, info: {
+            "rmse": f"{float(np.min(info.train_rmse)) * scale:.4g}",
+            "E[tau]": f"{float(info.tau_mean[np.argmin(info.train_rmse)]):.3g}",
+        },
+        max_time=max_time,
+        done=done,
+    )
+
+
+def _warn_if_unsettled(run, rmse, converged: bool, max_epochs: int, scale, num_restarts) -> None:
+    """Warn on an early stop, on epochs run out before the training RMSE settled, and when no
+    start found any structure (the RMSE is the spread of y itself)."""
+    if run.interrupted:
+        warnings.warn(
+            f"cep stopped early: {run.reason}. Drawing from the approximation reached after "
+            f"{len(rmse)} of {max_epochs} epochs.",
+            InterruptedRunWarning,
+            stacklevel=3,
+        )
+    elif not converged:
+        warnings.warn(
+            f"cep ran all {max_epochs} epochs without the training RMSE settling (last "
+            f"changes {np.abs(np.diff(rmse[-3:])).tolist()}). Raise max_epochs, or raise "
+            "damping (e.g. 0.8) if it oscillates.",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    if rmse[-1] > 0.99 * scale:
+        warnings.warn(
+            f"cep found no structure: the training RMSE ({rmse[-1]:.4g}) is the spread of y "
+            f"itself at every one of {num_restarts} starts (the factors collapsed to zero). "
+            "Raise num_restarts, lower the ranks, or check that y varies with the index.",
+            ConvergenceWarning,
+            stacklevel=3,
         )

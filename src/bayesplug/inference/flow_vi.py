@@ -80,7 +80,8 @@ import numpy as np
 from ..bridge import Bridge
 from ..errors import BayesplugError, ConvergenceWarning, InputError, InterruptedRunWarning
 from ..protocols import MAX_TIME, Model, Option, RawResult, one_of, positive, positive_int
-from ._optim import LEARNING_RATE, OPTIMIZER, SCHEDULE, adam_with_schedule, all_finite
+from . import svi as svi_kernel
+from ._optim import LEARNING_RATE, OPTIMIZER, SCHEDULE, adam_with_schedule
 from .driver import run_in_chunks
 from .flows import FLOWS, NEEDS_TWO_DIMS, SITE, TAILED, make_guide
 from .resampling import systematic_resample
@@ -199,24 +200,16 @@ class FlowVIBackend:
         attrs: dict[str, Any] = {"flow": flow, "num_flows": num_flows, "warm_start_steps": 0}
         warm_compile = warm_seconds = 0.0
         if warm_start and flow != "diagonal":
-            # Standardise the coordinates with a diagonal Gaussian fitted first: the flow then
-            # works where the posterior is about N(0, I), whatever the model's scales.
-            warm_steps = min(num_steps, WARM_START_STEPS)
-            first = train("diagonal", 1, shift, scale, 0, init_scale, warm_key, warm_steps)
+            first = _warm_start(train, shift, scale, init_scale, warm_key, num_steps)
             attrs["warm_start_steps"] = first.steps
             warm_compile, warm_seconds = first.compile_time, first.run.seconds
-            if first.run.interrupted:
-                raise KeyboardInterrupt(
-                    f"flow_vi stopped during its warm start ({first.run.reason}): nothing to keep."
-                )
             params = first.svi.get_params(first.state)
             shift, scale = shift + params["loc"], params["scale"]
         # after a warm start the flow starts at the fitted Gaussian (unit scale in its
         # coordinates); messages still quote the user's init_scale, the setting they can change
         start_scale = 1.0 if warm_start and flow != "diagonal" else init_scale
         stage = train(flow, num_flows, shift, scale, pad, start_scale, main_key, num_steps, tails)
-        run, state, elbo_trace = stage.run, stage.state, stage.elbo
-        bad = stage.diverged
+        run, elbo_trace, bad = stage.run, stage.elbo, stage.diverged
         attrs.update(
             compile_time=stage.compile_time + warm_compile,
             training_time=warm_seconds + run.seconds,  # the warm start's steps included
@@ -227,71 +220,97 @@ class FlowVIBackend:
             ),
             diverged=int(bad),
         )
-        if bad:
-            finite_steps = np.flatnonzero(np.isfinite(elbo_trace))
-            last_good = int(finite_steps[-1]) + 1 if finite_steps.size else 0
-            if last_good == 0:
-                raise BayesplugError(
-                    f"flow_vi could not start: the ELBO of the initial {flow!r} flow is NaN or "
-                    "infinite. Lower init_scale (now "
-                    f"{init_scale:g}) so the first draws stay near the prior median, or check the "
-                    "model's log density at its prior median."
-                )
-            warnings.warn(
-                f"The ELBO became NaN from step {last_good + 1} on: the optimisation diverged. "
-                f"Keeping the last good state (step {last_good}). Lower learning_rate (now "
-                f"{learning_rate:g}, try {learning_rate / 3:.2g}) or init_scale (now "
-                f"{init_scale:g}).",
-                ConvergenceWarning,
-                stacklevel=2,
-            )
-        if run.interrupted:
-            warnings.warn(
-                f"flow_vi stopped early: {run.reason}. Drawing from the flow as trained so far "
-                f"({attrs['num_steps_run']} of {num_steps} steps).",
-                InterruptedRunWarning,
-                stacklevel=2,
-            )
-
-        import arviz  # noqa: F401  (imported before the clock starts: PSIS below uses it)
-
-        draw_start = time.perf_counter()
-
-        def constrain(v):
-            u = shift + scale * v[:dim]
-            return u, bridge.constrain_with_deterministic(u, data)
-
-        log_q, log_p, us, samples, draw_compile = _draw(
-            stage, constrain, state, data, draw_key, num_draws
+        _warn_if_stopped(stage, flow, init_scale, learning_rate, num_steps)
+        return _weighted_draws(
+            stage, bridge, data, shift, scale, draw_key, num_draws, importance, attrs
         )
-        attrs["compile_time"] += draw_compile
-        weights = _Weights(log_p, log_q)
-        attrs.update(weights.attrs)
-        attrs["importance_shift"] = _importance_shift(us, weights.smoothed)
-        messages = _approximation_messages(attrs["pareto_k"], attrs["importance_shift"])
-        if bad:
-            messages.insert(0, DIVERGED_MESSAGE)
-        order = np.arange(num_draws)
-        if importance:
-            rng = np.random.default_rng(np.asarray(jax.random.key_data(draw_key)).ravel())
-            order = np.sort(systematic_resample(weights.smoothed, num_draws, rng))
-        attrs["draws_are"] = "resampled" if importance else "independent"
-        attrs["drawing_time"] = time.perf_counter() - draw_start - draw_compile
-        import xarray as xr
 
-        return RawResult(
-            samples={k: np.asarray(a)[order][None] for k, a in samples.items()},
-            sample_stats={
-                "lp": log_p[order][None],
-                "log_q": log_q[order][None],
-                "log_weight": weights.log_w[order][None],
-                "elbo": xr.DataArray(elbo_trace, dims=["step"]),
-            },
-            log_evidence=weights.log_evidence,
-            attrs=attrs,
-            state=state,
-            interrupted=run.interrupted,
-            messages=messages,
+
+def _weighted_draws(stage, bridge, data, shift, scale, draw_key, num_draws, importance, attrs):
+    """Draws from the trained flow mapped back to the model's sites, their importance weights
+    against the posterior (PSIS, k-hat, the evidence estimate) and the result."""
+    import arviz  # noqa: F401  (imported before the clock starts: PSIS below uses it)
+
+    dim = bridge.dim
+    run, state, elbo_trace = stage.run, stage.state, stage.elbo
+    draw_start = time.perf_counter()
+
+    def constrain(v):
+        u = shift + scale * v[:dim]
+        return u, bridge.constrain_with_deterministic(u, data)
+
+    log_q, log_p, us, samples, draw_compile = _draw(
+        stage, constrain, state, data, draw_key, num_draws
+    )
+    attrs["compile_time"] += draw_compile
+    weights = _Weights(log_p, log_q)
+    attrs.update(weights.attrs)
+    attrs["importance_shift"] = _importance_shift(us, weights.smoothed)
+    messages = _approximation_messages(attrs["pareto_k"], attrs["importance_shift"])
+    if stage.diverged:
+        messages.insert(0, DIVERGED_MESSAGE)
+    order = np.arange(num_draws)
+    if importance:
+        rng = np.random.default_rng(np.asarray(jax.random.key_data(draw_key)).ravel())
+        order = np.sort(systematic_resample(weights.smoothed, num_draws, rng))
+    attrs["draws_are"] = "resampled" if importance else "independent"
+    attrs["drawing_time"] = time.perf_counter() - draw_start - draw_compile
+    import xarray as xr
+
+    return RawResult(
+        samples={k: np.asarray(a)[order][None] for k, a in samples.items()},
+        sample_stats={
+            "lp": log_p[order][None],
+            "log_q": log_q[order][None],
+            "log_weight": weights.log_w[order][None],
+            "elbo": xr.DataArray(elbo_trace, dims=["step"]),
+        },
+        log_evidence=weights.log_evidence,
+        attrs=attrs,
+        state=state,
+        interrupted=run.interrupted,
+        messages=messages,
+    )
+
+
+def _warm_start(train, shift, scale, init_scale, key, num_steps):
+    """A diagonal Gaussian fitted first, to standardise the coordinates: the flow then works
+    where the posterior is about N(0, I), whatever the model's scales."""
+    warm_steps = min(num_steps, WARM_START_STEPS)
+    first = train("diagonal", 1, shift, scale, 0, init_scale, key, warm_steps)
+    if first.run.interrupted:
+        raise KeyboardInterrupt(
+            f"flow_vi stopped during its warm start ({first.run.reason}): nothing to keep."
+        )
+    return first
+
+
+def _warn_if_stopped(stage, flow, init_scale, learning_rate, num_steps) -> None:
+    """Refuse a flow whose ELBO was never finite; warn on divergence or an early stop."""
+    if stage.diverged:
+        finite_steps = np.flatnonzero(np.isfinite(stage.elbo))
+        last_good = int(finite_steps[-1]) + 1 if finite_steps.size else 0
+        if last_good == 0:
+            raise BayesplugError(
+                f"flow_vi could not start: the ELBO of the initial {flow!r} flow is NaN or "
+                "infinite. Lower init_scale (now "
+                f"{init_scale:g}) so the first draws stay near the prior median, or check the "
+                "model's log density at its prior median."
+            )
+        warnings.warn(
+            f"The ELBO became NaN from step {last_good + 1} on: the optimisation diverged. "
+            f"Keeping the last good state (step {last_good}). Lower learning_rate (now "
+            f"{learning_rate:g}, try {learning_rate / 3:.2g}) or init_scale (now "
+            f"{init_scale:g}).",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    if stage.run.interrupted:
+        warnings.warn(
+            f"flow_vi stopped early: {stage.run.reason}. Drawing from the flow as trained so "
+            f"far ({stage.steps} of {num_steps} steps).",
+            InterruptedRunWarning,
+            stacklevel=3,
         )
 
 
@@ -333,6 +352,53 @@ class _Stage:
     diverged: bool
 
 
+def _optimizer(settings, num_steps: int):
+    """The user's optax transform, else Adam with the schedule; with ``tol``, chained with
+    optax's reduce-on-plateau (the learning rate falls by PLATEAU_FACTOR when the loss stops
+    improving by ``tol`` for ``patience`` windows; the run stops below STOP_SCALE)."""
+    import optax
+
+    tx = settings["optimizer"] or adam_with_schedule(
+        settings["learning_rate"], settings["schedule"], num_steps
+    )
+    if settings["tol"] is None:
+        return tx
+    plateau = optax.contrib.reduce_on_plateau(
+        factor=PLATEAU_FACTOR,
+        patience=settings["patience"],
+        atol=settings["tol"],
+        rtol=0.0,
+        accumulation_size=WINDOW,
+        min_scale=STOP_SCALE * PLATEAU_FACTOR,
+    )
+    return optax.chain(tx, plateau)
+
+
+def _standardised_target(bridge, shift, scale, pad: int):
+    """The log joint of w, u = shift + scale * w (a padding coordinate is N(0, 1)), and the
+    NumPyro program of one site ``w`` that carries it."""
+    import numpyro
+    import numpyro.distributions as dist
+    from numpyro.distributions import constraints
+
+    dim = bridge.dim
+    log_det = jnp.sum(jnp.log(scale))
+
+    @jax.jit  # compiled once: SVI.init and the autoguides' set-up call it eagerly
+    def log_joint(w, data):
+        value = bridge.log_density(shift + scale * w[:dim], data) + log_det
+        if pad:
+            value = value - 0.5 * w[dim] ** 2 - 0.5 * math.log(2 * math.pi)
+        return value
+
+    def target(data):
+        shape = (dim + pad,)
+        w = numpyro.sample(SITE, dist.ImproperUniform(constraints.real_vector, (), shape))
+        numpyro.factor("log_joint", log_joint(w, data))
+
+    return log_joint, target
+
+
 def _train(
     bridge,
     settings,
@@ -348,80 +414,31 @@ def _train(
     tails=False,
 ) -> _Stage:
     """Fit ``flow`` to the posterior of ``w``, where ``u = shift + scale * w`` (plus padding)."""
-    import numpyro
-    import numpyro.distributions as dist
-    import optax
-    from numpyro.distributions import constraints
     from numpyro.infer import SVI, Trace_ELBO
     from numpyro.optim import optax_to_numpyro
 
     dim = bridge.dim
-    log_det = jnp.sum(jnp.log(scale))
     guide_key, svi_key = jax.random.split(key)
-
-    @jax.jit  # compiled once: SVI.init and the autoguides' set-up call it eagerly
-    def log_joint(w, data):
-        value = bridge.log_density(shift + scale * w[:dim], data) + log_det
-        if pad:
-            value = value - 0.5 * w[dim] ** 2 - 0.5 * math.log(2 * math.pi)
-        return value
-
-    def target(data):
-        shape = (dim + pad,)
-        w = numpyro.sample(SITE, dist.ImproperUniform(constraints.real_vector, (), shape))
-        numpyro.factor("log_joint", log_joint(w, data))
-
+    log_joint, target = _standardised_target(bridge, shift, scale, pad)
     guide = make_guide(flow, target, dim + pad, num_flows, init_scale, guide_key, tails)
-    tol, patience = settings["tol"], settings["patience"]
-    tx = settings["optimizer"] or adam_with_schedule(
-        settings["learning_rate"], settings["schedule"], num_steps
-    )
-    if tol is not None:
-        plateau = optax.contrib.reduce_on_plateau(
-            factor=PLATEAU_FACTOR,
-            patience=patience,
-            atol=tol,
-            rtol=0.0,
-            accumulation_size=WINDOW,
-            min_scale=STOP_SCALE * PLATEAU_FACTOR,
-        )
-        tx = optax.chain(tx, plateau)
+    tol = settings["tol"]
+    tx = _optimizer(settings, num_steps)
     num_particles = settings["num_particles"]
     svi = SVI(target, guide, optax_to_numpyro(tx), Trace_ELBO(num_particles=num_particles))
-    state = svi.init(svi_key, data)
-
+    carry = svi_kernel.init(svi, svi_key, data)
+    kernel = svi_kernel.build_kernel(svi, max_skips=MAX_SKIPS)
     steps_per_chunk = min(WINDOW, num_steps)
     num_chunks = math.ceil(num_steps / steps_per_chunk)
 
     def advance(carry, data):
-        # A step whose ELBO or new parameters are not finite is skipped (a rare draw in a tail
-        # can do that); MAX_SKIPS in a row means the optimisation has diverged.
-        # ``previous`` is the state before the last accepted update: when a streak of failures
-        # starts, the current parameters are the culprit, and ``previous`` is the last good one.
-        def step(carry, _):
-            state, previous, streak = carry
-            new_state, loss = svi.update(state, data)
-            finite = jnp.isfinite(loss) & all_finite(svi.get_params(new_state))
-            ok = (streak < MAX_SKIPS) & finite
+        # a step whose ELBO or new parameters are not finite is refused (a rare draw in a tail
+        # can do that); MAX_SKIPS in a row means the optimisation has diverged
+        carry, info = jax.lax.scan(lambda c, _: kernel(c, data), carry, None, steps_per_chunk)
+        return carry, (info.elbo, _plateau_scale(carry.svi_state, tol))
 
-            def pick(a, b):
-                return jax.tree.map(lambda x, y: jnp.where(ok, x, y), a, b)
-
-            previous = pick(state, previous)
-            state = pick(new_state, state)._replace(rng_key=new_state.rng_key)  # retry afresh
-            streak = jnp.where(ok, 0, jnp.minimum(streak + 1, MAX_SKIPS))
-            return (state, previous, streak), jnp.where(ok, -loss, jnp.nan)
-
-        carry, elbo = jax.lax.scan(step, carry, None, length=steps_per_chunk)
-        return carry, (elbo, _plateau_scale(carry[0], tol))
-
-    carry = (state, state, jnp.zeros((), jnp.int32))
     compile_start = time.perf_counter()
     compiled = jax.jit(advance).lower(carry, data).compile()
     compile_time = time.perf_counter() - compile_start
-
-    def done(carry, out) -> bool:
-        return int(carry[2]) >= MAX_SKIPS or float(out[1]) < STOP_SCALE
 
     learning_rate = settings["learning_rate"]
     run = run_in_chunks(
@@ -436,12 +453,11 @@ def _train(
             "lr": f"{learning_rate * float(out[1]):.2g}",
         },
         max_time=settings["max_time"],
-        done=done,
+        done=lambda c, out: int(c.streak) >= MAX_SKIPS or float(out[1]) < STOP_SCALE,
         total_steps=num_steps,
     )
-    state, previous, streak = run.state
-    if int(streak) >= MAX_SKIPS:
-        state = previous
+    diverged = int(run.state.streak) >= MAX_SKIPS
+    state = run.state.previous if diverged else run.state.svi_state
     elbo = np.concatenate([np.asarray(o[0]) for o in run.outputs]) if run.outputs else []
     elbo = np.asarray(elbo, dtype=float)
     return _Stage(
@@ -453,7 +469,7 @@ def _train(
         elbo=elbo,
         compile_time=compile_time,
         steps=int(np.sum(np.isfinite(elbo))),
-        diverged=int(streak) >= MAX_SKIPS,
+        diverged=diverged,
     )
 
 

@@ -125,6 +125,61 @@ def _constrained_log_density(bridge: Bridge, data, jacobian: bool) -> Callable:
     return log_density
 
 
+def _train(loss_fn, optimizer, state, num_steps, tol, progress, max_time):
+    """The kernel in jitted chunks under the driver, stopping on a plateau of the best loss
+    (relative improvement under ``tol`` over 500 steps); the run and the compile time."""
+    kernel = build_kernel(loss_fn, optimizer)
+    steps = min(CHUNK, num_steps)
+
+    def advance(state):
+        return jax.lax.scan(lambda s, _: kernel(s), state, None, length=steps)
+
+    start = time.perf_counter()
+    compiled = jax.jit(advance).lower(state).compile()
+    compile_time = time.perf_counter() - start
+    best_history: list[float] = []
+
+    def plateau(state, _):
+        best_history.append(float(state.best_loss))
+        window = max(1, 500 // steps)
+        if tol is None or len(best_history) <= window:
+            return False
+        old, new = best_history[-window - 1], best_history[-1]
+        return old - new <= tol * max(abs(new), 1.0)
+
+    run = run_in_chunks(
+        compiled,
+        state,
+        num_chunks=math.ceil(num_steps / steps),
+        steps_per_chunk=steps,
+        progress=progress,
+        description="map",
+        postfix=lambda s, info: {"loss": f"{float(s.best_loss):.6g}"},
+        max_time=max_time,
+        done=plateau,
+        total_steps=num_steps,
+    )
+    return run, compile_time
+
+
+def _warn_if_stopped(run, losses: np.ndarray, learning_rate: float) -> None:
+    """Warn on an early stop, and when most steps were refused (non-finite)."""
+    if run.interrupted:
+        warnings.warn(
+            f"map stopped early: {run.reason}. Keeping the best iterate of {losses.size} steps.",
+            InterruptedRunWarning,
+            stacklevel=3,
+        )
+    refused = int(np.sum(~np.isfinite(losses)))
+    if refused > losses.size // 2:
+        warnings.warn(
+            f"{refused} of {losses.size} steps met a NaN or infinite loss or gradient and were "
+            f"refused. Lower learning_rate (now {learning_rate:g}).",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+
+
 class MAPBackend:
     """Maximum a posteriori (optax), optionally a Laplace approximation around the mode."""
 
@@ -189,54 +244,10 @@ class MAPBackend:
                 "point (the model's initial values, else the prior's median). Check the model "
                 "and the data."
             )
-        kernel = build_kernel(loss_fn, optimizer)
-        steps = min(CHUNK, num_steps)
-
-        def advance(state):
-            return jax.lax.scan(lambda s, _: kernel(s), state, None, length=steps)
-
-        start = time.perf_counter()
-        compiled = jax.jit(advance).lower(state).compile()
-        compile_time = time.perf_counter() - start
-        best_history: list[float] = []
-
-        def plateau(state, _):
-            best_history.append(float(state.best_loss))
-            window = max(1, 500 // steps)
-            if tol is None or len(best_history) <= window:
-                return False
-            old, new = best_history[-window - 1], best_history[-1]
-            return old - new <= tol * max(abs(new), 1.0)
-
-        run = run_in_chunks(
-            compiled,
-            state,
-            num_chunks=math.ceil(num_steps / steps),
-            steps_per_chunk=steps,
-            progress=progress,
-            description="map",
-            postfix=lambda s, info: {"loss": f"{float(s.best_loss):.6g}"},
-            max_time=max_time,
-            done=plateau,
-            total_steps=num_steps,
-        )
+        run, compile_time = _train(loss_fn, optimizer, state, num_steps, tol, progress, max_time)
         state = run.state
         losses = np.concatenate([np.asarray(o.loss, float) for o in run.outputs] or [np.zeros(0)])
-        if run.interrupted:
-            warnings.warn(
-                f"map stopped early: {run.reason}. Keeping the best iterate of "
-                f"{losses.size} steps.",
-                InterruptedRunWarning,
-                stacklevel=2,
-            )
-        refused = int(np.sum(~np.isfinite(losses)))
-        if refused > losses.size // 2:
-            warnings.warn(
-                f"{refused} of {losses.size} steps met a NaN or infinite loss or gradient and were "
-                f"refused. Lower learning_rate (now {learning_rate:g}).",
-                ConvergenceWarning,
-                stacklevel=2,
-            )
+        _warn_if_stopped(run, losses, learning_rate)
         best = bridge.constrain_many(np.asarray(state.best_position)[None], data)
         final = bridge.constrain_many(np.asarray(state.position)[None], data)
         attrs = {

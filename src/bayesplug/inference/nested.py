@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, NamedTuple
 
 import jax
@@ -50,7 +50,7 @@ from ..protocols import MAX_TIME, Model, Option, RawResult, positive, positive_i
 from .driver import run_in_chunks
 from .resampling import systematic_resample
 
-__all__ = ["NestedBackend", "NestedRun", "simulate_log_weights"]
+__all__ = ["NestedBackend", "NestedRun", "build_chunk", "converged", "simulate_log_weights"]
 
 
 class DeadBuffer(NamedTuple):
@@ -264,39 +264,14 @@ class NestedBackend:
         max_time,
     ):
         """One nested-sampling run of ``model_fn``: (points, bridge, attrs, state, interrupted)."""
-        import blackjax
-
         bridge = Bridge.from_model(model_fn, data)
         _require_likelihood(bridge)
-        dim = bridge.dim
-        num_live = num_live or max(100, 25 * dim)
-        num_delete = num_delete or min(max(1, num_live // 10), CPU_MAX_DELETE)
-        num_delete = min(num_delete, num_live - 1)
-        if num_delete > CPU_MAX_DELETE and jax.default_backend() == "cpu":
-            warnings.warn(
-                f"num_delete={num_delete} lowered to {CPU_MAX_DELETE}: on CPU, XLA's runtime "
-                "deadlocks (every thread idle, no Ctrl-C) running 99 or more slice samplers "
-                "side by side on this JAX version (measured with 2 threads).",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
-            num_delete = CPU_MAX_DELETE
-        num_inner_steps = num_inner_steps or max(5, 2 * dim)
+        num_live, num_delete, num_inner_steps = _settings(
+            bridge.dim, num_live, num_delete, num_inner_steps
+        )
         steps_per_chunk = max(1, num_live // num_delete)
         init_key, run_key = jax.random.split(rng_key)
-
-        def algorithm(data):
-            def log_likelihood(u):
-                value = bridge.log_likelihood(u, data)
-                return jnp.where(jnp.isnan(value), -jnp.inf, value)  # NaN: outside the contour
-
-            return blackjax.nss(
-                lambda u: bridge.log_prior(u, data),
-                log_likelihood,
-                num_inner_steps=num_inner_steps,
-                num_delete=num_delete,
-            )
-
+        algorithm = _algorithm(bridge, num_inner_steps, num_delete)
         # Compiled functions are reused by later runs of the same program, settings and data
         # shapes (seeds, repeated fits); data are arguments, never constants.
         cache_key = (
@@ -308,163 +283,236 @@ class NestedBackend:
             float(dlogz),
             bool(jax.config.jax_enable_x64),
         )
-        try:
-            cached = _COMPILED.get(cache_key)
-        except TypeError:  # an unhashable program: no reuse
-            cached, cache_key = None, None
+        cached, cache_key = _cached(cache_key, bridge, algorithm)
         positions = bridge.sample_prior(init_key, num_live, data)
-        if cached is None:
-            cached = _Compiled(
-                jax.jit(jax.vmap(bridge.log_likelihood, in_axes=(0, None))),
-                jax.jit(lambda p, d, k: algorithm(d).init(p, k)),
-                None,
-            )
-        raw_loglik = cached.log_likelihood(positions, data)
-        num_nan = int(jnp.sum(jnp.isnan(raw_loglik)))
-        if num_nan:
-            warnings.warn(
-                f"{num_nan} of {num_live} initial live points (prior draws) have a NaN "
-                "log-likelihood; they are treated as -inf (outside every likelihood contour). "
-                "If this is many, check the model for invalid parameter regions.",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
-        if not bool(jnp.any(jnp.isfinite(raw_loglik))):
-            from ..errors import BayesplugError
-
-            raise BayesplugError(
-                f"every one of the {num_live} prior draws gives a log-likelihood of -inf or NaN: "
-                "nested sampling cannot start. Check that the priors cover parameter values "
-                "under which the data are possible."
-            )
+        _check_initial_points(cached.log_likelihood(positions, data), num_live)
         state = cached.init(positions, data, init_key)
-
-        def converged(state):
-            remaining = jnp.logaddexp(state.integrator.logZ, state.integrator.logZ_live)
-            return remaining - state.integrator.logZ < dlogz
-
-        @jax.jit
-        def advance(carry, data, limit):
-            """At most ``limit`` (≤ steps_per_chunk, traced) NS steps, or until converged."""
-            state, key = carry
-            algo = algorithm(data)
-            empty = DeadBuffer(
-                jnp.zeros((steps_per_chunk, num_delete, dim), positions.dtype),
-                jnp.zeros((steps_per_chunk, num_delete), positions.dtype),
-                jnp.zeros((steps_per_chunk, num_delete), positions.dtype),
-                jnp.zeros((steps_per_chunk,), jnp.int32),
-                jnp.zeros((), jnp.int32),
-            )
-
-            def cond(c):
-                state, _, buffer = c
-                return (buffer.count < limit) & ~converged(state)
-
-            def body(c):
-                state, key, buffer = c
-                key, step_key = jax.random.split(key)
-                state, info = algo.step(step_key, state)
-                dead = info.particles
-                slices = info.update_info
-                evaluations = jnp.sum(slices.num_expansions) + jnp.sum(slices.num_shrink)
-                i = buffer.count
-                buffer = DeadBuffer(
-                    buffer.position.at[i].set(dead.position),
-                    buffer.loglikelihood.at[i].set(dead.loglikelihood),
-                    buffer.loglikelihood_birth.at[i].set(dead.loglikelihood_birth),
-                    buffer.evaluations.at[i].set(evaluations.astype(jnp.int32)),
-                    i + 1,
-                )
-                return state, key, buffer
-
-            state, key, buffer = jax.lax.while_loop(cond, body, (state, key, empty))
-            return (state, key), buffer
-
+        advance = build_chunk(
+            algorithm,
+            steps_per_chunk=steps_per_chunk,
+            num_delete=num_delete,
+            dim=bridge.dim,
+            dtype=positions.dtype,
+            dlogz=dlogz,
+        )
         compile_start = time.perf_counter()
         if cached.advance is None:
-            lowered = advance.lower((state, run_key), data, jnp.int32(steps_per_chunk))
+            lowered = jax.jit(advance).lower((state, run_key), data, jnp.int32(steps_per_chunk))
             cached = cached._replace(advance=lowered.compile())
             if cache_key is not None:
                 _COMPILED[cache_key] = cached
                 while len(_COMPILED) > _CACHE_SIZE:
                     _COMPILED.pop(next(iter(_COMPILED)))
-        compiled = cached.advance
         compile_time = time.perf_counter() - compile_start
-
-        def chunk_evaluations(buffer) -> int:
-            return int(np.sum(np.asarray(buffer.evaluations)[: int(buffer.count)]))
-
-        shown = [num_live]  # running total for the progress bar only
-
-        def postfix(carry, buffer):
-            state = carry[0]
-            shown[0] += chunk_evaluations(buffer)
-            log_z = float(state.integrator.logZ)
-            remaining = float(state.integrator.logZ_live) - log_z
-            return {
-                "ln Z": f"{log_z:.3f}",
-                "ln Z_live - ln Z": f"{remaining:.2f}",
-                "evals": shown[0],
-            }
-
-        # Chunks of adaptive length: one step first, then as many as fill CHUNK_SECONDS at the
-        # measured time per step (at most one e-fold, the buffer's size), so the progress bar,
-        # Ctrl-C and max_time act within about CHUNK_SECONDS whatever num_live costs per step.
-        limit, steps_taken = [1], [0]
-
-        def adaptive(carry):
-            start = time.perf_counter()
-            carry, buffer = compiled(carry, data, jnp.int32(limit[0]))
-            count = int(jax.block_until_ready(buffer).count)
-            steps_taken[0] += count
-            per_step = (time.perf_counter() - start) / max(count, 1)
-            limit[0] = int(np.clip(CHUNK_SECONDS / per_step, 1, steps_per_chunk))
-            return carry, buffer
-
-        run = run_in_chunks(
-            adaptive,
-            (state, run_key),
-            num_chunks=max_steps,
-            steps_per_chunk=1,
-            progress=progress,
-            description="nested sampling",
-            postfix=postfix,
-            max_time=max_time,
-            done=lambda carry, _: bool(converged(carry[0])) or steps_taken[0] >= max_steps,
-            total_steps=None,
-            steps_done=lambda buffer: int(buffer.count),
-        )
+        run = _drive(
+            cached.advance, (state, run_key), data, num_live, steps_per_chunk, dlogz, max_steps,
+            progress, max_time,
+        )  # fmt: skip
         final_state = run.state[0]
-        is_converged = bool(converged(final_state))
+        is_converged = bool(converged(final_state, dlogz))
         num_steps = sum(int(b.count) for b in run.outputs)
-        evaluations = num_live + sum(chunk_evaluations(b) for b in run.outputs)
-        if run.interrupted:
-            warnings.warn(
-                f"nested sampling stopped early: {run.reason}, after {num_steps} steps. ln Z "
-                "and the posterior come from the points so far and are provisional.",
-                InterruptedRunWarning,
-                stacklevel=3,
-            )
-        elif not is_converged:
-            warnings.warn(
-                f"nested sampling reached max_steps={max_steps} before converging (dlogz={dlogz}): "
-                "ln Z is underestimated and the posterior incomplete. Raise max_steps, or "
-                "num_live / num_delete to move faster.",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
+        _warn_if_stopped(run, num_steps, is_converged, max_steps, dlogz)
         nested = _collect(run.outputs, final_state, num_live, num_delete)
         attrs = {
             "num_live": num_live,
             "num_delete": num_delete,
             "num_inner_steps": num_inner_steps,
             "num_steps": num_steps,
-            "likelihood_evaluations": evaluations,
+            "likelihood_evaluations": num_live + sum(_evaluations(b) for b in run.outputs),
             "converged": int(is_converged),
             "sampling_time": run.seconds,
             "compile_time": compile_time,
         }
         return nested, bridge, attrs, run.state, run.interrupted or not is_converged
+
+
+def _cached(cache_key, bridge: Bridge, algorithm: Callable):
+    """The compiled functions of an earlier run with the same key, else fresh jitted ones (the
+    chunk is compiled on first use); an unhashable program gets no key and no reuse."""
+    try:
+        cached = _COMPILED.get(cache_key)
+    except TypeError:
+        cached, cache_key = None, None
+    if cached is None:
+        cached = _Compiled(
+            jax.jit(jax.vmap(bridge.log_likelihood, in_axes=(0, None))),
+            jax.jit(lambda p, d, k: algorithm(d).init(p, k)),
+            None,
+        )
+    return cached, cache_key
+
+
+def _settings(dim: int, num_live, num_delete, num_inner_steps) -> tuple[int, int, int]:
+    """The defaults (num_live max(100, 25 D), num_delete a tenth of it, num_inner_steps
+    max(5, 2 D)), with num_delete capped on CPU (a warning says why)."""
+    num_live = num_live or max(100, 25 * dim)
+    num_delete = num_delete or min(max(1, num_live // 10), CPU_MAX_DELETE)
+    num_delete = min(num_delete, num_live - 1)
+    if num_delete > CPU_MAX_DELETE and jax.default_backend() == "cpu":
+        warnings.warn(
+            f"num_delete={num_delete} lowered to {CPU_MAX_DELETE}: on CPU, XLA's runtime "
+            "deadlocks (every thread idle, no Ctrl-C) running 99 or more slice samplers "
+            "side by side on this JAX version (measured with 2 threads).",
+            ConvergenceWarning,
+            stacklevel=4,
+        )
+        num_delete = CPU_MAX_DELETE
+    return num_live, num_delete, num_inner_steps or max(5, 2 * dim)
+
+
+def _algorithm(bridge: Bridge, num_inner_steps: int, num_delete: int) -> Callable:
+    """``data -> blackjax.nss(...)`` on the bridge's prior and likelihood (a NaN likelihood is
+    −∞: outside every contour)."""
+    import blackjax
+
+    def algorithm(data):
+        def log_likelihood(u):
+            value = bridge.log_likelihood(u, data)
+            return jnp.where(jnp.isnan(value), -jnp.inf, value)
+
+        return blackjax.nss(
+            lambda u: bridge.log_prior(u, data),
+            log_likelihood,
+            num_inner_steps=num_inner_steps,
+            num_delete=num_delete,
+        )
+
+    return algorithm
+
+
+def _check_initial_points(log_likelihood, num_live: int) -> None:
+    """Warn when prior draws have a NaN likelihood; refuse when none is finite."""
+    num_nan = int(jnp.sum(jnp.isnan(log_likelihood)))
+    if num_nan:
+        warnings.warn(
+            f"{num_nan} of {num_live} initial live points (prior draws) have a NaN "
+            "log-likelihood; they are treated as -inf (outside every likelihood contour). "
+            "If this is many, check the model for invalid parameter regions.",
+            ConvergenceWarning,
+            stacklevel=4,
+        )
+    if not bool(jnp.any(jnp.isfinite(log_likelihood))):
+        from ..errors import BayesplugError
+
+        raise BayesplugError(
+            f"every one of the {num_live} prior draws gives a log-likelihood of -inf or NaN: "
+            "nested sampling cannot start. Check that the priors cover parameter values "
+            "under which the data are possible."
+        )
+
+
+def converged(state, dlogz: float) -> jax.Array:
+    """True once the live points could add less than ``dlogz`` to ln Z:
+    ln(Z + Z_live) − ln Z < dlogz."""
+    remaining = jnp.logaddexp(state.integrator.logZ, state.integrator.logZ_live)
+    return remaining - state.integrator.logZ < dlogz
+
+
+def build_chunk(
+    algorithm: Callable, *, steps_per_chunk: int, num_delete: int, dim: int, dtype, dlogz: float
+) -> Callable:
+    """``advance((state, key), data, limit) -> ((state, key), DeadBuffer)``: at most ``limit``
+    (≤ ``steps_per_chunk``, traced) steps of ``algorithm(data)`` (blackjax's nested slice
+    sampler), or until :func:`converged`; each step's deleted points, their birth contours and
+    likelihood evaluations land in a fixed-size buffer. Pure: jit it."""
+
+    def advance(carry, data, limit):
+        state, key = carry
+        algo = algorithm(data)
+        empty = DeadBuffer(
+            jnp.zeros((steps_per_chunk, num_delete, dim), dtype),
+            jnp.zeros((steps_per_chunk, num_delete), dtype),
+            jnp.zeros((steps_per_chunk, num_delete), dtype),
+            jnp.zeros((steps_per_chunk,), jnp.int32),
+            jnp.zeros((), jnp.int32),
+        )
+
+        def cond(c):
+            state, _, buffer = c
+            return (buffer.count < limit) & ~converged(state, dlogz)
+
+        def body(c):
+            state, key, buffer = c
+            key, step_key = jax.random.split(key)
+            state, info = algo.step(step_key, state)
+            dead = info.particles
+            slices = info.update_info
+            evaluations = jnp.sum(slices.num_expansions) + jnp.sum(slices.num_shrink)
+            i = buffer.count
+            buffer = DeadBuffer(
+                buffer.position.at[i].set(dead.position),
+                buffer.loglikelihood.at[i].set(dead.loglikelihood),
+                buffer.loglikelihood_birth.at[i].set(dead.loglikelihood_birth),
+                buffer.evaluations.at[i].set(evaluations.astype(jnp.int32)),
+                i + 1,
+            )
+            return state, key, buffer
+
+        state, key, buffer = jax.lax.while_loop(cond, body, (state, key, empty))
+        return (state, key), buffer
+
+    return advance
+
+
+def _evaluations(buffer) -> int:
+    return int(np.sum(np.asarray(buffer.evaluations)[: int(buffer.count)]))
+
+
+def _drive(compiled, carry, data, num_live, steps_per_chunk, dlogz, max_steps, progress, max_time):
+    """Chunks of adaptive length under the driver: one step first, then as many as fill
+    CHUNK_SECONDS at the measured time per step (at most one e-fold, the buffer's size), so the
+    progress bar, Ctrl-C and max_time act within about CHUNK_SECONDS whatever a step costs."""
+    shown = [num_live]  # running total for the progress bar only
+
+    def postfix(carry, buffer):
+        state = carry[0]
+        shown[0] += _evaluations(buffer)
+        log_z = float(state.integrator.logZ)
+        remaining = float(state.integrator.logZ_live) - log_z
+        return {"ln Z": f"{log_z:.3f}", "ln Z_live - ln Z": f"{remaining:.2f}", "evals": shown[0]}
+
+    limit, steps_taken = [1], [0]
+
+    def adaptive(carry):
+        start = time.perf_counter()
+        carry, buffer = compiled(carry, data, jnp.int32(limit[0]))
+        count = int(jax.block_until_ready(buffer).count)
+        steps_taken[0] += count
+        per_step = (time.perf_counter() - start) / max(count, 1)
+        limit[0] = int(np.clip(CHUNK_SECONDS / per_step, 1, steps_per_chunk))
+        return carry, buffer
+
+    return run_in_chunks(
+        adaptive,
+        carry,
+        num_chunks=max_steps,
+        steps_per_chunk=1,
+        progress=progress,
+        description="nested sampling",
+        postfix=postfix,
+        max_time=max_time,
+        done=lambda carry, _: bool(converged(carry[0], dlogz)) or steps_taken[0] >= max_steps,
+        total_steps=None,
+        steps_done=lambda buffer: int(buffer.count),
+    )
+
+
+def _warn_if_stopped(run, num_steps: int, is_converged: bool, max_steps: int, dlogz) -> None:
+    if run.interrupted:
+        warnings.warn(
+            f"nested sampling stopped early: {run.reason}, after {num_steps} steps. ln Z "
+            "and the posterior come from the points so far and are provisional.",
+            InterruptedRunWarning,
+            stacklevel=4,
+        )
+    elif not is_converged:
+        warnings.warn(
+            f"nested sampling reached max_steps={max_steps} before converging (dlogz={dlogz}): "
+            "ln Z is underestimated and the posterior incomplete. Raise max_steps, or "
+            "num_live / num_delete to move faster.",
+            ConvergenceWarning,
+            stacklevel=4,
+        )
 
 
 def _collect(outputs, final_state, num_live: int, num_delete: int) -> NestedRun:

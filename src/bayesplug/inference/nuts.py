@@ -84,19 +84,9 @@ class NUTSBackend:
             dense_mass=dense_mass,
         )
         data = dict(data)
-        keys = jax.random.split(rng_key, num_chains)
-        try:
-            state = kernel.init(keys, num_warmup, model_args=(), model_kwargs=data)
-        except RuntimeError as exc:
-            if "Cannot find valid initial parameters" not in str(exc):
-                raise
-            raise BayesplugError(
-                f"NUTS could not start: every trial initial point of model {model.name!r} gave a "
-                "NaN or infinite log density or gradient. Check that the data fit the model's "
-                "support (e.g. positive values for a LogNormal likelihood) and that priors are "
-                "not too narrow."
-            ) from None
-
+        state = _initial_state(
+            kernel, model, data, jax.random.split(rng_key, num_chains), num_warmup
+        )
         total = num_warmup + num_samples * thinning
         num_chunks = min(20, total)
         steps_per_chunk = math.ceil(total / num_chunks)
@@ -123,9 +113,6 @@ class NUTSBackend:
         compiled = advance.lower(state, chain_data).compile()
         compile_time = time.perf_counter() - compile_start
 
-        def postfix(state, out):
-            return {"divergences": int(np.sum(out[1]["diverging"]))}
-
         run = run_in_chunks(
             lambda s: compiled(s, chain_data),
             state,
@@ -133,46 +120,71 @@ class NUTSBackend:
             steps_per_chunk=steps_per_chunk,
             progress=progress,
             description=lambda i: "nuts warmup" if i * steps_per_chunk < num_warmup else "nuts",
-            postfix=postfix,
+            postfix=lambda state, out: {"divergences": int(np.sum(out[1]["diverging"]))},
             max_time=max_time,
         )
         if not run.outputs:
             raise KeyboardInterrupt(f"NUTS stopped before its first chunk: {run.reason}.")
-        z, stats = jax.tree.map(lambda *xs: np.concatenate(xs, axis=0), *run.outputs)
-        done = num_warmup + num_samples * thinning
-        keep = slice(num_warmup, done, thinning)
-        z = jax.tree.map(lambda a: np.swapaxes(a[keep], 0, 1), z)
-        stats = {k: np.swapaxes(v[keep], 0, 1) for k, v in stats.items()}
-        num_kept = next(iter(stats.values())).shape[1]
-        if num_kept == 0:
-            raise KeyboardInterrupt(
-                f"NUTS stopped during warmup ({run.reason}), before any posterior draw: "
-                "nothing to keep. Run again, with fewer warmup steps if time is short."
-            )
-        if run.interrupted:
-            warnings.warn(
-                f"NUTS stopped early: {run.reason}. Returning the {num_kept} draws per chain "
-                f"taken so far (of {num_samples} asked for).",
-                InterruptedRunWarning,
-                stacklevel=2,
-            )
+        z, stats = _kept_draws(run, num_warmup, num_samples, thinning)
         constrain = kernel.postprocess_fn((), data)
         samples = jax.jit(jax.vmap(jax.vmap(constrain)))(jax.tree.map(jnp.asarray, z))
         stats["tree_depth"] = np.floor(np.log2(stats["n_steps"] + 1)).astype(int)
-        messages = []
-        num_divergent = int(np.sum(stats["diverging"]))
-        if num_divergent:
-            share = num_divergent / stats["diverging"].size
-            messages.append(
-                f"{num_divergent} divergent transition(s) ({share:.1%} of draws): the sampler "
-                "could not follow the posterior's curvature, so the draws may be biased. Raise "
-                "target_accept (e.g. 0.95) or reparametrise the model."
-            )
         return RawResult(
             samples={k: np.asarray(v) for k, v in samples.items()},
             sample_stats=stats,
             attrs={"sampling_time": run.seconds, "compile_time": compile_time},
             state=run.state,
             interrupted=run.interrupted,
-            messages=messages,
+            messages=_divergence_messages(stats["diverging"]),
         )
+
+
+def _initial_state(kernel, model, data, keys, num_warmup):
+    """NumPyro's NUTS state for each chain, or an error in words when no valid start exists."""
+    try:
+        return kernel.init(keys, num_warmup, model_args=(), model_kwargs=data)
+    except RuntimeError as exc:
+        if "Cannot find valid initial parameters" not in str(exc):
+            raise
+        raise BayesplugError(
+            f"NUTS could not start: every trial initial point of model {model.name!r} gave a "
+            "NaN or infinite log density or gradient. Check that the data fit the model's "
+            "support (e.g. positive values for a LogNormal likelihood) and that priors are "
+            "not too narrow."
+        ) from None
+
+
+def _kept_draws(run, num_warmup: int, num_samples: int, thinning: int):
+    """The chunks' draws and statistics after warm-up and thinning, shaped (chain, draw, ...);
+    an interrupted run keeps what it had (with a warning), none kept is an interruption."""
+    z, stats = jax.tree.map(lambda *xs: np.concatenate(xs, axis=0), *run.outputs)
+    keep = slice(num_warmup, num_warmup + num_samples * thinning, thinning)
+    z = jax.tree.map(lambda a: np.swapaxes(a[keep], 0, 1), z)
+    stats = {k: np.swapaxes(v[keep], 0, 1) for k, v in stats.items()}
+    num_kept = next(iter(stats.values())).shape[1]
+    if num_kept == 0:
+        raise KeyboardInterrupt(
+            f"NUTS stopped during warmup ({run.reason}), before any posterior draw: "
+            "nothing to keep. Run again, with fewer warmup steps if time is short."
+        )
+    if run.interrupted:
+        warnings.warn(
+            f"NUTS stopped early: {run.reason}. Returning the {num_kept} draws per chain "
+            f"taken so far (of {num_samples} asked for).",
+            InterruptedRunWarning,
+            stacklevel=3,
+        )
+    return z, stats
+
+
+def _divergence_messages(diverging: np.ndarray) -> list[str]:
+    """Advice when any transition diverged."""
+    num_divergent = int(np.sum(diverging))
+    if not num_divergent:
+        return []
+    share = num_divergent / diverging.size
+    return [
+        f"{num_divergent} divergent transition(s) ({share:.1%} of draws): the sampler "
+        "could not follow the posterior's curvature, so the draws may be biased. Raise "
+        "target_accept (e.g. 0.95) or reparametrise the model."
+    ]

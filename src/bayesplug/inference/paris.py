@@ -230,35 +230,7 @@ class PaRISBackend:
         k_init, k_run, k_paths = jax.random.split(rng_key, 3)
         dummy = jnp.zeros((model.state_dim,))
         head = jax.jit(jax.vmap(lambda k: init(k, dummy)))(jax.random.split(k_init, num_chains))
-        num_chunks = min(20, num_steps - 1)
-        length = math.ceil((num_steps - 1) / num_chunks)
-        step_keys = jax.random.split(k_run, (num_chunks * length, num_chains))
-
-        @jax.jit
-        def advance(carry):
-            state, chunk = carry
-            ts = 1 + chunk * length + jnp.arange(length)
-
-            def one_step(state, inputs):
-                keys, t = inputs
-                t_safe = jnp.minimum(t, num_steps - 1)
-                new, out = jax.vmap(lambda s, k: step(s, (k, t_safe, dummy)))(state, keys)
-                new = jax.tree.map(lambda a, b: jnp.where(t < num_steps, a, b), new, state)
-                return new, out
-
-            keys = jax.lax.dynamic_slice_in_dim(step_keys, chunk * length, length)
-            state, outs = jax.lax.scan(one_step, state, (keys, ts))
-            return (state, chunk + 1), outs
-
-        run = run_in_chunks(
-            advance,
-            (head, jnp.asarray(0)),
-            num_chunks=num_chunks,
-            steps_per_chunk=length,
-            progress=progress,
-            description="paris",
-            max_time=max_time,
-        )
+        run, length = _run_pass(step, head, k_run, num_steps, num_chains, dummy, progress, max_time)
         if not run.outputs:
             raise KeyboardInterrupt(f"PaRIS stopped before its first chunk: {run.reason}.")
         state = run.state[0]
@@ -277,6 +249,42 @@ class PaRISBackend:
         return _raw_result(
             model, th, result, names, num_paths, k_paths, run.seconds, backward, run.interrupted
         )
+
+
+def _run_pass(step, head, key, num_steps, num_chains, dummy, progress, max_time):
+    """The time steps 1..T−1 of ``num_chains`` passes (vmapped) in at most 20 jitted chunks
+    under the driver; a padded last chunk leaves the state unchanged past T − 1. Returns the
+    run and the chunk length."""
+    num_chunks = min(20, num_steps - 1)
+    length = math.ceil((num_steps - 1) / num_chunks)
+    step_keys = jax.random.split(key, (num_chunks * length, num_chains))
+
+    @jax.jit
+    def advance(carry):
+        state, chunk = carry
+        ts = 1 + chunk * length + jnp.arange(length)
+
+        def one_step(state, inputs):
+            keys, t = inputs
+            t_safe = jnp.minimum(t, num_steps - 1)
+            new, out = jax.vmap(lambda s, k: step(s, (k, t_safe, dummy)))(state, keys)
+            new = jax.tree.map(lambda a, b: jnp.where(t < num_steps, a, b), new, state)
+            return new, out
+
+        keys = jax.lax.dynamic_slice_in_dim(step_keys, chunk * length, length)
+        state, outs = jax.lax.scan(one_step, state, (keys, ts))
+        return (state, chunk + 1), outs
+
+    run = run_in_chunks(
+        advance,
+        (head, jnp.asarray(0)),
+        num_chunks=num_chunks,
+        steps_per_chunk=length,
+        progress=progress,
+        description="paris",
+        max_time=max_time,
+    )
+    return run, length
 
 
 def _raw_result(model, th, result, names, num_paths, key, seconds, backward, interrupted):

@@ -55,8 +55,8 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -79,7 +79,15 @@ from . import sg_adaptation as adaptation
 from ._minibatch import MiniBatches
 from .driver import place_chains, run_in_chunks
 
-__all__ = ["SGHMCBackend", "SGLDBackend", "StructuredSGMCMCBackend"]
+__all__ = [
+    "SGHMCBackend",
+    "SGInfo",
+    "SGLDBackend",
+    "SGState",
+    "StructuredSGMCMCBackend",
+    "build_kernel",
+    "init",
+]
 
 DECAY_T0 = 100.0  # polynomial schedule: eps_t = eps (1 + t / DECAY_T0)^(-decay)
 UNADAPTED_STEP = 1e-4  # the step size when adapt=False and none is given
@@ -162,6 +170,76 @@ def _log_density_estimate(bridge: Bridge, batches: MiniBatches):
     return log_density
 
 
+class SGState(NamedTuple):
+    """One chain: the position (unconstrained, or standardised when adapted), the sampler's own
+    state (momentum, preconditioner, buffers), the step count, the chain's key and its status
+    (OK, NON_FINITE, RAN_AWAY: a stopped chain stays where it was)."""
+
+    position: jax.Array
+    extra: Any
+    t: jax.Array
+    rng_key: jax.Array
+    status: jax.Array
+
+
+class SGInfo(NamedTuple):
+    """The step size used."""
+
+    step_size: jax.Array
+
+
+def init(position, extra, rng_key) -> SGState:
+    """A chain at ``position`` with the sampler's ``extra`` state and its own key."""
+    return SGState(position, extra, jnp.zeros(()), rng_key, jnp.asarray(OK, jnp.int32))
+
+
+def build_kernel(
+    sg_step: Callable,
+    step_size: float,
+    *,
+    schedule: str = "constant",
+    decay: float = 0.55,
+    temperature: float = 1.0,
+    runaway: float | None = None,
+) -> Callable:
+    """``step(state, data) -> (SGState, SGInfo)``: one move of an SG-MCMC sampler ``sg_step(key,
+    batch_key, position, extra, data, eps, temperature) -> (position, extra)`` (a mini-batch
+    drawn from ``batch_key``), with the step size ``step_size`` constant or decayed as
+    ε (1 + t/100)^(−decay), and the chain stopped (its state frozen, its status set) once its
+    position is not finite or is more than ``runaway`` from the origin. The key travels in the
+    state, as in NumPyro's samplers, so the stream of a chain does not depend on chunking.
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp
+    >>> from bayesplug.inference import sgmcmc
+    >>> def drift(key, batch_key, x, extra, data, eps, temperature):  # a deterministic move
+    ...     return x - eps * x, extra
+    >>> step = sgmcmc.build_kernel(drift, 0.1)
+    >>> state, info = step(sgmcmc.init(jnp.ones(2), (), jax.random.key(0)), {})
+    >>> [round(v, 6) for v in state.position.tolist()], round(float(info.step_size), 6)
+    ([0.9, 0.9], 0.1)
+    """
+
+    def step(state: SGState, data) -> tuple[SGState, SGInfo]:
+        key, batch_key, step_key = jax.random.split(state.rng_key, 3)
+        t = state.t
+        eps = step_size if schedule == "constant" else step_size * (1.0 + t / DECAY_T0) ** (-decay)
+        new_position, new_extra = sg_step(
+            step_key, batch_key, state.position, state.extra, data, eps, temperature
+        )
+        finite = jnp.all(jnp.isfinite(new_position))
+        inside = True if runaway is None else jnp.max(jnp.abs(new_position)) <= runaway
+        fresh = jnp.where(finite, jnp.where(inside, OK, RAN_AWAY), NON_FINITE)
+        status = jnp.where(state.status != OK, state.status, fresh)
+        keep = status == OK
+        position = jnp.where(keep, new_position, state.position)
+        extra = jax.tree.map(lambda n, o: jnp.where(keep, n, o), new_extra, state.extra)
+        return SGState(position, extra, t + 1, key, status), SGInfo(jnp.asarray(eps))
+
+    return step
+
+
 class _SGMCMC:
     """The loop shared by the SG-MCMC backends.
 
@@ -222,121 +300,24 @@ class _SGMCMC:
             eps0 = UNADAPTED_STEP if adapted is None else self._adapted_step_size(adapted, options)
         init_extra, sg_step = self._setup(batches, grad, options, group_of, adapted)
 
-        num_chains, thinning = options["num_chains"], options["thinning"]
+        num_chains = options["num_chains"]
         keys = jax.random.split(chain_key, num_chains + 1)
         spread = options["init_scale"]
         if spread is None:
             spread = UNADAPTED_INIT_SCALE if adapted is None else 1.0
         positions = u0 + spread * jax.random.normal(keys[0], (num_chains, bridge.dim), u0.dtype)
-        extras = jax.vmap(init_extra)(positions)
-        schedule, decay, temperature = options["schedule"], options["decay"], options["temperature"]
-        runaway = options["runaway_scales"] if adapted is not None else None
-
-        def one_step(carry, data):
-            position, extra, t, key, status = carry
-            key, batch_key, step_key = jax.random.split(key, 3)
-            eps = eps0 if schedule == "constant" else eps0 * (1.0 + t / DECAY_T0) ** (-decay)
-            new_position, new_extra = sg_step(
-                step_key, batch_key, position, extra, data, eps, temperature
-            )
-            finite = jnp.all(jnp.isfinite(new_position))
-            inside = True if runaway is None else jnp.max(jnp.abs(new_position)) <= runaway
-            status = jnp.where(
-                status != OK, status, jnp.where(finite, jnp.where(inside, OK, RAN_AWAY), NON_FINITE)
-            )
-            keep = status == OK
-            position = jnp.where(keep, new_position, position)
-            extra = jax.tree.map(lambda n, o: jnp.where(keep, n, o), new_extra, extra)
-            return (position, extra, t + 1, key, status), eps
-
-        def draw(carry, data):
-            def inner(_, carry):
-                return one_step(carry, data)[0]
-
-            carry = jax.lax.fori_loop(0, thinning - 1, inner, carry) if thinning > 1 else carry
-            carry, eps = one_step(carry, data)
-            return carry, (carry[0], carry[4], eps)
-
-        num_warm_draws = math.ceil(options["num_warmup"] / thinning)
-        num_draws_total = num_warm_draws + options["num_samples"]
-        num_chunks = min(20, num_draws_total)
-        per_chunk = math.ceil(num_draws_total / num_chunks)
-
-        def advance(carry, data):
-            def scan_chains(carry):
-                return jax.lax.scan(lambda c, _: draw(c, data), carry, None, length=per_chunk)
-
-            return jax.vmap(scan_chains)(carry)
-
-        carry = (
-            positions,
-            extras,
-            jnp.zeros(num_chains),
-            keys[1:],
-            jnp.full(num_chains, OK, jnp.int32),
+        state = jax.vmap(init)(positions, jax.vmap(init_extra)(positions), keys[1:])
+        step = build_kernel(
+            sg_step,
+            eps0,
+            schedule=options["schedule"],
+            decay=options["decay"],
+            temperature=options["temperature"],
+            runaway=options["runaway_scales"] if adapted is not None else None,
         )
-        carry, chain_data = place_chains(carry, data, num_chains)
-        start = time.perf_counter()
-        compiled = jax.jit(advance).lower(carry, chain_data).compile()
-        attrs["compile_time"] = time.perf_counter() - start
-
-        run = run_in_chunks(
-            lambda c: compiled(c, chain_data),
-            carry,
-            num_chunks=num_chunks,
-            steps_per_chunk=per_chunk * thinning,
-            progress=progress,
-            description=lambda i: (
-                f"{self.name} warmup"
-                if i * per_chunk * thinning < options["num_warmup"]
-                else self.name
-            ),
-            postfix=lambda c, out: {"step size": f"{float(np.asarray(out[2])[0, -1]):.2g}"},
-            max_time=options["max_time"],
-            done=lambda carry, out: bool(np.any(np.asarray(out[1]) != OK)),
-        )
-        if not run.outputs:
-            raise KeyboardInterrupt(f"{self.name} stopped before its first chunk: {run.reason}.")
-        u, status, eps = (
-            np.concatenate([np.asarray(o[i]) for o in run.outputs], axis=1) for i in range(3)
-        )
+        run, attrs["compile_time"] = self._run_chains(step, state, data, options, progress)
+        u, eps, diverged, messages = self._collect(run, eps0, adapted, options)
         attrs["sampling_time"] = run.seconds
-        stopped = status != OK
-        diverged = bool(stopped.any())
-        messages: list[str] = []  # said by diagnostics() and warned by fit: saved with the fit
-        advice = self._advice(eps0, adapted, options)
-        if diverged:
-            first_bad = int(np.min(np.argmax(stopped, axis=1)[stopped.any(axis=1)]))
-            chain = int(np.argmax(stopped[:, first_bad]))
-            u, eps = u[:, :first_bad], eps[:, :first_bad]
-            kept = max(0, first_bad - num_warm_draws)
-            what = (
-                "the position became NaN or infinite"
-                if status[chain, first_bad] == NON_FINITE
-                else f"it went more than {runaway:g} Laplace scales from the mode the adaptation "
-                "found (if a parameter really has tails this heavy, set runaway_scales=None)"
-            )
-            messages.append(
-                f"{self.name} diverged at step {first_bad * thinning} (chain {chain}): {what}. "
-                f"Keeping the {kept} draws per chain before it. {advice}"
-            )
-        u, eps = (a[:, num_warm_draws : num_warm_draws + options["num_samples"]] for a in (u, eps))
-        if u.shape[1] == 0 and diverged:
-            raise BayesplugError(
-                f"{self.name} diverged during burn-in, before any kept draw. {advice}"
-            )
-        if u.shape[1] == 0:
-            raise KeyboardInterrupt(
-                f"{self.name} stopped during burn-in ({run.reason or 'divergence'}), before any "
-                "kept draw: nothing to return. Lower num_warmup."
-            )
-        if run.interrupted:
-            warnings.warn(
-                f"{self.name} stopped early: {run.reason}. Returning the {u.shape[1]} draws per "
-                f"chain taken so far (of {options['num_samples']}).",
-                InterruptedRunWarning,
-                stacklevel=3,
-            )
         chains, draws = u.shape[:2]
         u = u.reshape(chains * draws, -1)
         if adapted is not None:
@@ -362,6 +343,100 @@ class _SGMCMC:
             interrupted=run.interrupted or diverged,
             messages=messages,
         )
+
+    def _run_chains(self, step, state, data, options, progress):
+        """The kernel vmapped over chains, ``thinning`` steps per kept draw, in at most 20
+        jitted chunks under the driver (stopping once a chain diverges or runs away)."""
+        thinning = options["thinning"]
+
+        def draw(state, data):
+            def inner(_, state):
+                return step(state, data)[0]
+
+            state = jax.lax.fori_loop(0, thinning - 1, inner, state) if thinning > 1 else state
+            state, info = step(state, data)
+            return state, (state.position, state.status, info.step_size)
+
+        num_warm_draws = math.ceil(options["num_warmup"] / thinning)
+        num_draws_total = num_warm_draws + options["num_samples"]
+        num_chunks = min(20, num_draws_total)
+        per_chunk = math.ceil(num_draws_total / num_chunks)
+
+        def advance(state, data):
+            def scan_chain(state):
+                return jax.lax.scan(lambda c, _: draw(c, data), state, None, length=per_chunk)
+
+            return jax.vmap(scan_chain)(state)
+
+        state, chain_data = place_chains(state, data, options["num_chains"])
+        start = time.perf_counter()
+        compiled = jax.jit(advance).lower(state, chain_data).compile()
+        compile_time = time.perf_counter() - start
+        run = run_in_chunks(
+            lambda c: compiled(c, chain_data),
+            state,
+            num_chunks=num_chunks,
+            steps_per_chunk=per_chunk * thinning,
+            progress=progress,
+            description=lambda i: (
+                f"{self.name} warmup"
+                if i * per_chunk * thinning < options["num_warmup"]
+                else self.name
+            ),
+            postfix=lambda c, out: {"step size": f"{float(np.asarray(out[2])[0, -1]):.2g}"},
+            max_time=options["max_time"],
+            done=lambda state, out: bool(np.any(np.asarray(out[1]) != OK)),
+        )
+        return run, compile_time
+
+    def _collect(self, run, eps0, adapted, options):
+        """The kept draws (chain, draw, dim) and step sizes after burn-in: a divergence keeps
+        the draws before it (with a message), an interruption keeps what it had."""
+        if not run.outputs:
+            raise KeyboardInterrupt(f"{self.name} stopped before its first chunk: {run.reason}.")
+        u, status, eps = (
+            np.concatenate([np.asarray(o[i]) for o in run.outputs], axis=1) for i in range(3)
+        )
+        thinning = options["thinning"]
+        num_warm_draws = math.ceil(options["num_warmup"] / thinning)
+        stopped = status != OK
+        diverged = bool(stopped.any())
+        messages: list[str] = []  # said by diagnostics() and warned by fit: saved with the fit
+        advice = self._advice(eps0, adapted, options)
+        if diverged:
+            first_bad = int(np.min(np.argmax(stopped, axis=1)[stopped.any(axis=1)]))
+            chain = int(np.argmax(stopped[:, first_bad]))
+            u, eps = u[:, :first_bad], eps[:, :first_bad]
+            kept = max(0, first_bad - num_warm_draws)
+            what = (
+                "the position became NaN or infinite"
+                if status[chain, first_bad] == NON_FINITE
+                else f"it went more than {options['runaway_scales']:g} Laplace scales from the "
+                "mode the adaptation found (if a parameter really has tails this heavy, set "
+                "runaway_scales=None)"
+            )
+            messages.append(
+                f"{self.name} diverged at step {first_bad * thinning} (chain {chain}): {what}. "
+                f"Keeping the {kept} draws per chain before it. {advice}"
+            )
+        u, eps = (a[:, num_warm_draws : num_warm_draws + options["num_samples"]] for a in (u, eps))
+        if u.shape[1] == 0 and diverged:
+            raise BayesplugError(
+                f"{self.name} diverged during burn-in, before any kept draw. {advice}"
+            )
+        if u.shape[1] == 0:
+            raise KeyboardInterrupt(
+                f"{self.name} stopped during burn-in ({run.reason or 'divergence'}), before any "
+                "kept draw: nothing to return. Lower num_warmup."
+            )
+        if run.interrupted:
+            warnings.warn(
+                f"{self.name} stopped early: {run.reason}. Returning the {u.shape[1]} draws per "
+                f"chain taken so far (of {options['num_samples']}).",
+                InterruptedRunWarning,
+                stacklevel=4,
+            )
+        return u, eps, diverged, messages
 
     def _adapt(self, bridge, batches, log_density, grad, u0, data, key, options, group_of):
         """The burn-in adaptation (:mod:`~bayesplug.inference.sg_adaptation`): returns the
