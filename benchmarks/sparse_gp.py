@@ -188,7 +188,7 @@ def main() -> None:
                 short, long = {4096: (2, 4), 1024: (5, 25)}.get(m, (5, 105))
                 theirs = 1e3 * svgp_per_step(x, y, m, short, long)
             cell = f"{theirs:.1f}" if theirs else "—"
-            ratio = f"{theirs / mine:.0f}×" if theirs else "—"
+            ratio = f"{theirs / mine:.2g}×" if theirs else "—"
             print(f"| {d}-D | {n:,} | {m:,} | {mine:.1f} | {cell} | {ratio} |", flush=True)
 
     if args.no_accuracy:

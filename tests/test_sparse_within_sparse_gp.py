@@ -327,3 +327,30 @@ def test_refitting_one_instance_leaves_an_earlier_fit_unchanged():
     bp.fit(gp, {"x": wide, "y": 30.0 * other["y"]}, **options)
     np.testing.assert_array_equal(first.predict(x_new)["f"].mean, before)
     assert first.model is not gp and not hasattr(gp, "y_scale")  # the user's instance untouched
+
+
+@pytest.mark.parametrize("one_theta", [True, False])
+def test_pointwise_log_likelihood_per_draw(one_theta):
+    """One hyperparameter point (an SVI fit) takes the shortcut of projecting each datum once;
+    both paths equal log N(y_i; E[f_i | u_A], Var[f_i | u_A] + noise²) computed draw by draw."""
+    gp = SparseWithinSparseGP(num_inducing=12, num_neighbours=4, precision="float64")
+    data = gp.validate(sine_data(40, seed=3))
+    rng = np.random.default_rng(0)
+    draws = 3
+    scale = np.ones(draws) if one_theta else np.array([0.8, 1.0, 1.3])
+    samples = {
+        "amplitude": (1.1 * scale)[None],
+        "lengthscale": (0.7 * scale)[None],
+        "noise": (0.2 * scale)[None],
+        "u": rng.normal(size=(1, draws, 12)),
+    }
+    with jax.enable_x64(True):
+        got = gp.pointwise_log_likelihood(samples, data)["y"]
+        z = jnp.asarray(gp.inducing_init)
+        for d in range(draws):
+            names = ("amplitude", "lengthscale", "noise")
+            theta = {k: jnp.asarray(samples[k][0, d]) for k in names}
+            x = jnp.asarray(data["x"])
+            mean, var, _ = gp._given_u(theta, z, x, jnp.asarray(samples["u"][0, d]))
+            expected = gp._observation(mean, var, theta).log_prob(jnp.asarray(data["y"]))
+            np.testing.assert_allclose(got[0, d], expected, rtol=1e-10)

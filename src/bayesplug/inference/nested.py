@@ -44,6 +44,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._linalg import one_at_a_time, uses_lapack
 from ..bridge import Bridge
 from ..errors import ConvergenceWarning, InputError, InterruptedRunWarning
 from ..protocols import MAX_TIME, Model, Option, RawResult, positive, positive_int
@@ -71,12 +72,11 @@ class _Compiled(NamedTuple):
 
 _CACHE_SIZE = 8
 CHUNK_SECONDS = 0.5  # target wall time of one chunk (Ctrl-C and max_time act between chunks)
-# At most this many deletions per step on CPU. The stall of issue 16 (num_live=1000 on the
-# cosmic chronometers "hung" in its first chunk, Ctrl-C and max_time ignored) is an XLA CPU
-# runtime deadlock, not a slow loop: with num_delete = num_live // 10 = 100 (also 99, and 100 at
-# num_live=500) the process sits in block_until_ready with every thread in futex_wait and no CPU
-# used for minutes; pinned to one core (taskset) the same run finishes in 18 s, and with
-# num_delete = 50 or 64 at num_live=1000 in 15-17 s (2.7-2.9 s of sampling). jax/jaxlib 0.10.2.
+# The default num_delete is at most this (a user's value is kept). It was a hard cap on CPU: the
+# "hang" of issue 16 (num_live=1000 on the cosmic chronometers, num_delete 100) was jaxlib 0.10's
+# batched LAPACK kernels deadlocking XLA's CPU thread pool, now avoided by evaluating LAPACK
+# likelihoods one point at a time (``_lapack_on_cpu``). Kept as the default for speed: that run
+# takes 17.4 s at num_delete 64 and 23.2 s at 100 (2 cores, 2026-12-02).
 CPU_MAX_DELETE = 64
 _COMPILED: dict[tuple, _Compiled] = {}  # most recent runs' compiled functions, oldest first
 
@@ -343,21 +343,22 @@ def _cached(cache_key, bridge: Bridge, algorithm: Callable):
 
 
 def _settings(dim: int, num_live, num_delete, num_inner_steps) -> tuple[int, int, int]:
-    """The defaults (num_live max(100, 25 D), num_delete a tenth of it, num_inner_steps
-    max(5, 2 D)), with num_delete capped on CPU (a warning says why)."""
+    """The defaults: num_live max(100, 25 D), num_delete a tenth of it (at most
+    ``CPU_MAX_DELETE``), num_inner_steps max(5, 2 D)."""
     num_live = num_live or max(100, 25 * dim)
     num_delete = num_delete or min(max(1, num_live // 10), CPU_MAX_DELETE)
     num_delete = min(num_delete, num_live - 1)
-    if num_delete > CPU_MAX_DELETE and jax.default_backend() == "cpu":
-        warnings.warn(
-            f"num_delete={num_delete} lowered to {CPU_MAX_DELETE}: on CPU, XLA's runtime "
-            "deadlocks (every thread idle, no Ctrl-C) running 99 or more slice samplers "
-            "side by side on this JAX version (measured with 2 threads).",
-            ConvergenceWarning,
-            stacklevel=4,
-        )
-        num_delete = CPU_MAX_DELETE
     return num_live, num_delete, num_inner_steps or max(5, 2 * dim)
+
+
+def _lapack_on_cpu(bridge: Bridge, data) -> bool:
+    """Whether the likelihood calls LAPACK on CPU: then the slice samplers evaluate it one point
+    at a time. Batched, jaxlib 0.10's LAPACK kernels deadlock XLA's CPU runtime (every thread
+    idle, Ctrl-C and ``max_time`` ignored; see ``bayesplug._linalg``) — the "hang" of a GP with
+    num_live=1000 in issue 16, and of any user likelihood with a Cholesky factorisation."""
+    if jax.default_backend() != "cpu":
+        return False
+    return uses_lapack(lambda u: bridge.log_likelihood(u, data), jnp.zeros(bridge.dim))
 
 
 def _algorithm(bridge: Bridge, num_inner_steps: int, num_delete: int) -> Callable:
@@ -365,10 +366,20 @@ def _algorithm(bridge: Bridge, num_inner_steps: int, num_delete: int) -> Callabl
     −∞: outside every contour)."""
     import blackjax
 
+    def checked(u, data):
+        value = bridge.log_likelihood(u, data)
+        return jnp.where(jnp.isnan(value), -jnp.inf, value)
+
     def algorithm(data):
-        def log_likelihood(u):
-            value = bridge.log_likelihood(u, data)
-            return jnp.where(jnp.isnan(value), -jnp.inf, value)
+        if _lapack_on_cpu(bridge, data):
+            sequential = one_at_a_time(checked)
+
+            def log_likelihood(u):
+                return sequential(u, data)
+        else:
+
+            def log_likelihood(u):
+                return checked(u, data)
 
         return blackjax.nss(
             lambda u: bridge.log_prior(u, data),

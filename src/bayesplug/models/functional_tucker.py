@@ -67,8 +67,9 @@ _JITTER = 1e-9  # relative to the stationary variance: the process noise of very
 
 
 # Many small LAPACK calls batched together (expm, solve, eigh over ~10^4 new coordinates) stalled
-# XLA on CPU here: no progress, no CPU use (jax 0.10.2, 2 cores; 1,752 points ran, 8,784 hung).
-# They run in sequential batches of this size instead.
+# XLA on CPU here: no progress, no CPU use (jax 0.10.2, 2 cores; 1,752 points ran, 8,784 hung) —
+# jaxlib's batched LAPACK kernels deadlocking the thread pool (see bayesplug._linalg). They run
+# in sequential batches of this size instead.
 LAPACK_BATCH = 256
 
 
