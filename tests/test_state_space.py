@@ -370,3 +370,22 @@ def test_bad_input_is_refused(lg_data):
         bp.models.StochasticVolatility(phi=1.2)
     with pytest.raises(InputError, match="function"):
         bp.models.StateSpaceModel(initial=None, transition=None, emission=None)
+
+
+def test_paris_on_overflowing_data_says_the_evidence_is_unusable():
+    """Issue 16: stochastic volatility on data x 1e30 gave ln Z = -3.8e58 ± NaN and no word
+    (today -8.2e58 ± 0.5 with 2 runs: a finite but meaningless figure). The runs' ln p̂(y)
+    disagree by ~1e57, so the fit now says the filter is degenerate and what to do."""
+    sv = bp.models.StochasticVolatility(phi=0.95, sigma=0.25, beta=0.7)
+    y = np.asarray(sv.simulate(jax.random.PRNGKey(1), 100)["y"]) * 1e30
+    with pytest.warns(bp.ConvergenceWarning, match="filter is degenerate|not numbers"):
+        fit = bp.fit(sv, {"y": y}, method="paris", num_particles=64, num_chains=2, progress=False)
+    assert not fit.diagnostics()["ok"]
+
+
+def test_paris_on_well_scaled_data_gives_no_degeneracy_message(lg_data):
+    lg, y = lg_data
+    fit = bp.fit(lg, {"y": y}, method="paris", num_particles=256, num_chains=4, progress=False)
+    spread = float(np.std(np.asarray(fit.idata.smoothed_functionals["log_likelihood"]), ddof=1))
+    assert spread < 1.5  # far from the 3 of the message (Pitt et al.: ~1 is well tuned)
+    assert not any("degenerate" in m for m in fit.diagnostics()["messages"])

@@ -302,7 +302,9 @@ def _raw_result(model, th, result, names, num_paths, key, seconds, backward, int
     se = float(np.std(ratio, ddof=1) / np.sqrt(num_chains)) if num_chains > 1 else float("nan")
     functionals = flatten_estimates(result.estimate)
     functionals["log_likelihood"] = log_lik
+    messages = _degeneracy_messages(log_lik)
     return RawResult(
+        messages=messages,
         samples=samples,
         log_evidence=(log_mean, se) if not model.priors else None,
         extra_groups={"smoothed_functionals": per_chain_dataset(functionals)},
@@ -316,6 +318,33 @@ def _raw_result(model, th, result, names, num_paths, key, seconds, backward, int
         },
         interrupted=interrupted,
     )
+
+
+# Spread of ln p̂(y) across independent filters above which the estimate is not to be trusted.
+# Pitt, Silva, Giordani & Kohn (J. Econometrics 2012) and Doucet, Pitt, Deligiannidis & Kohn
+# (Biometrika 2015) tune particle counts to a standard deviation of about 1-1.7; 3 is far past it.
+MAX_LOG_LIKELIHOOD_SD = 3.0
+
+
+def _degeneracy_messages(log_lik: np.ndarray) -> list[str]:
+    """Words for a degenerate filter: the chains' ln p̂(y) disagree (or are not numbers)."""
+    if not np.all(np.isfinite(log_lik)):
+        return [
+            "Some runs' likelihood estimates are not numbers: the particle weights under- or "
+            "overflowed. Check the data's scale and the model; the smoothed values and the "
+            "evidence are unusable."
+        ]
+    if log_lik.size < 2:
+        return []
+    spread = float(np.std(log_lik, ddof=1))
+    if spread <= MAX_LOG_LIKELIHOOD_SD:
+        return []
+    return [
+        f"The independent runs' estimates of ln p(y) differ by a standard deviation of "
+        f"{spread:.3g} (a reliable particle filter has about 1): the filter is degenerate, so "
+        "the evidence and the smoothed values are unreliable. Increase num_particles, or check "
+        "that the model can explain the data (their scale and units)."
+    ]
 
 
 def functional_summary(fit) -> dict[str, tuple[np.ndarray, np.ndarray]]:
