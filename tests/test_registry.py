@@ -65,3 +65,15 @@ def test_broken_plugin_reported_by_name(plugin_on_path):
     # the other plug-ins keep working
     assert bp.get_model("normal_mean").name == "normal_mean"
     assert "bayesplug.models:broken_model" in registry.plugin_errors()
+
+
+@pytest.mark.parametrize("name", bp.list_backends())
+def test_every_backend_describes_its_options(name):
+    """The tutorials print these tables: every option with its default and a meaning."""
+    table = bp.backend_options(name)
+    options = bp.get_backend(name).options
+    assert list(table.index) == list(options)
+    assert all(
+        table.loc[k, "default"] == opt.default or opt.default is None for k, opt in options.items()
+    )
+    assert table["meaning"].str.len().min() > 5

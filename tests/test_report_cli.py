@@ -189,3 +189,24 @@ def test_report_draws_smoothed_paths_as_bands(tmp_path):
     html = bp.report(fit, tmp_path / "paris.html").read_text()
     assert "<h3>Paths</h3>" in html and "<h3>Trace</h3>" not in html
     assert "Posterior distributions" not in html  # not one density panel per time step
+
+
+def test_report_shows_the_nested_run_and_the_flow_check(tmp_path):
+    """Each method's own evidence: a nested run's points over ln X; a flow's importance weights
+    with its k-hat verdict."""
+
+    def line(x, y=None):
+        import numpyro
+        import numpyro.distributions as dist
+
+        slope = numpyro.sample("slope", dist.Normal(0.0, 1.0))
+        numpyro.sample("y", dist.Normal(slope * x, 0.5), obs=y)
+
+    x = np.linspace(-1, 1, 20)
+    data = {"x": x, "y": 0.7 * x + 0.5 * np.random.default_rng(0).normal(size=20)}
+    nested = bp.fit(line, data, method="nested", num_live=50, seed=0, progress=False)
+    html = bp.report(nested, tmp_path / "nested.html").read_text()
+    assert "<h3>Live points over the run</h3>" in html and "<h3>Trace</h3>" not in html
+    flow = bp.fit(line, data, method="flow_vi", num_steps=300, seed=0, progress=False)
+    html = bp.report(flow, tmp_path / "flow.html").read_text()
+    assert "importance weights" in html and "the flow covers the posterior" in html

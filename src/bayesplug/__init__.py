@@ -26,6 +26,7 @@ from .errors import (
 from .fit import Fit, Prediction
 from .many import FitManyError, FitTask, fit_many
 from .registry import (
+    backend_options,
     get_backend,
     get_model,
     list_backends,
@@ -68,4 +69,5 @@ __all__ = [
     "register_backend",
     "register_model",
     "report",
+    "backend_options",
 ]

@@ -523,6 +523,8 @@ def compare(fits: Mapping[str, Fit], *, ic: str = "loo"):
             )
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*Pareto.*")
+            # ArviZ 0.23 sorts in place, which pandas 3.1 deprecates: its noise, not the user's
+            warnings.filterwarnings("ignore", message=".*inplace.*")
             loo = az.compare(with_ll, ic=ic)
         table = table.join(loo, how="left")
     evidences = {n: f.log_evidence for n, f in fits.items() if f.log_evidence is not None}

@@ -13,10 +13,11 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ESS_MIN", "RHAT_MAX", "mcmc_checks"]
+__all__ = ["ESS_MIN", "PARETO_K_MAX", "RHAT_MAX", "mcmc_checks"]
 
 RHAT_MAX = 1.01
 ESS_MIN = 400
+PARETO_K_MAX = 0.7  # Vehtari et al. (2024): above it, importance sampling is unreliable
 
 
 def mcmc_checks(idata, chains: int) -> tuple[dict[str, Any], list[str]]:

@@ -32,6 +32,7 @@ from typing import Any
 from .errors import BayesplugError, InputError, did_you_mean
 
 __all__ = [
+    "backend_options",
     "get_backend",
     "get_model",
     "list_backends",
@@ -176,6 +177,30 @@ def get_backend(name: str):
     """Build the backend registered as ``name``."""
     factory = _resolve(BACKEND_GROUP, name, "method")
     return factory()
+
+
+def backend_options(name: str):
+    """The options of the backend ``name``: a ``pandas.DataFrame`` indexed by option, with its
+    default, accepted types and meaning (what ``bp.fit(..., option=value)`` takes).
+
+    Examples
+    --------
+    >>> table = backend_options("nuts")
+    >>> int(table.loc["num_chains", "default"]), list(table.columns)
+    (4, ['default', 'types', 'meaning'])
+    """
+    import pandas as pd
+
+    options = get_backend(name).options
+    rows = {
+        key: {
+            "default": opt.default,
+            "types": " or ".join(t.__name__ for t in opt.types),
+            "meaning": opt.doc,
+        }
+        for key, opt in options.items()
+    }
+    return pd.DataFrame.from_dict(rows, orient="index", columns=["default", "types", "meaning"])
 
 
 def plugin_errors() -> dict[str, str]:

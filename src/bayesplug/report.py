@@ -13,12 +13,24 @@ from typing import Any
 import numpy as np
 
 from ._validation import output_path
+from .diagnostics import PARETO_K_MAX
 from .errors import InputError
 from .fit import Fit
 
-__all__ = ["report"]
+__all__ = [
+    "categorical_figure",
+    "figure_html",
+    "importance_figure",
+    "nested_points_figure",
+    "nested_run_figure",
+    "optimisation_figure",
+    "path_figure",
+    "predictive_band_figure",
+    "report",
+]
 
 _MAX_PLOTTED_SITES = 8
+_TRAINING_DIMS = (("step",), ("epoch",))  # statistics recorded per optimisation step or epoch
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
@@ -30,7 +42,18 @@ img { max-width: 100%; } .meta { color: #666; font-size: .85em; }
 """
 
 
-def _png(fig) -> str:
+def figure_html(fig) -> str:
+    """A matplotlib figure as an ``<img>`` tag with the PNG embedded (base64), and the figure
+    closed: how the report embeds its figures, for pages of your own.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import matplotlib.pyplot as plt
+    >>> figure_html(plt.figure()).startswith('<img alt="figure" src="data:image/png;base64,')
+    True
+    """
     import matplotlib.pyplot as plt
 
     buffer = io.BytesIO()
@@ -77,17 +100,24 @@ def categorical_figure(fit: Fit, site: str):
     return fig
 
 
-def nested_run_figure(fit: Fit):
-    """ln L of the dead and final live points against the expected ln X = -i / num_live (the
-    prior volume left), with each point's posterior weight: where the posterior mass sits."""
-    import matplotlib.pyplot as plt
-
+def _nested_run_order(fit: Fit):
+    """The nested points in the order they died (rising ln L), their expected ln X = -i /
+    num_live and their posterior weights."""
     points = fit.idata["nested_samples"]
     log_l = np.asarray(points["log_likelihood"]).ravel()
     order = np.argsort(log_l, kind="stable")
     weight = np.exp(np.asarray(points["log_weight"]).ravel()[order])
     num_live = int(fit.idata.attrs.get("num_live", max(1, log_l.size // 10)))
     log_x = -np.arange(1, log_l.size + 1) / num_live
+    return order, log_l, log_x, weight, num_live
+
+
+def nested_run_figure(fit: Fit):
+    """ln L of the dead and final live points against the expected ln X = -i / num_live (the
+    prior volume left), with each point's posterior weight: where the posterior mass sits."""
+    import matplotlib.pyplot as plt
+
+    order, log_l, log_x, weight, num_live = _nested_run_order(fit)
     fig, ax = plt.subplots(figsize=(7, 3.5))
     ax.plot(log_x, log_l[order], color="C0", lw=1)
     ax.set_xlabel("ln X (expected prior volume left, -i / num_live)")
@@ -99,6 +129,73 @@ def nested_run_figure(fit: Fit):
     mass.set_ylabel("posterior weight (scaled)", color="C1")
     mass.set_ylim(0, 1.05)
     return fig
+
+
+def nested_points_figure(fit: Fit, sites: list[str]):
+    """Where the live points were as the run shrank the prior volume: each scalar site's value at
+    every dead point against its ln X, coloured by posterior weight (dynesty's trace plot). A
+    run that converged narrows onto the posterior (dark points) well before its last ln X."""
+    import matplotlib.pyplot as plt
+
+    order, _, log_x, weight, _ = _nested_run_order(fit)
+    points = fit.idata["nested_samples"]
+    fig, axes = plt.subplots(len(sites), 1, figsize=(7, 1.9 * len(sites) + 0.6), squeeze=False)
+    for ax, name in zip(axes[:, 0], sites, strict=True):
+        values = np.asarray(points[name]).ravel()[order]
+        dots = ax.scatter(log_x, values, c=weight / weight.max(), s=3, cmap="viridis_r", lw=0)
+        ax.set_ylabel(name)
+    axes[-1, 0].set_xlabel("ln X (expected prior volume left)")
+    fig.colorbar(dots, ax=axes[:, 0].tolist(), label="posterior weight (scaled)")
+    return fig
+
+
+def _nested_point_sites(fit: Fit) -> list[str]:
+    """Scalar continuous sites recorded at every nested point (at most four)."""
+    points = fit.idata["nested_samples"]
+    skip = set(_categorical_sites(fit)) | {"log_weight", "log_likelihood", "log_likelihood_birth"}
+    scalar = [n for n in points.data_vars if n not in skip and points[n].ndim == 1]
+    return [n for n in scalar if np.issubdtype(points[n].dtype, np.floating)][:4]
+
+
+def importance_figure(fit: Fit):
+    """The flow's draws weighted against the posterior (``flow_vi``): the normalised importance
+    weights, largest first, on log axes, with k̂, the importance ESS and the shift. A heavy tail
+    (a few draws holding most of the weight; k̂ above 0.7) says the flow misses part of the
+    posterior."""
+    import matplotlib.pyplot as plt
+
+    attrs = fit.idata.attrs
+    log_w = np.asarray(fit.idata.sample_stats["log_weight"]).ravel()
+    log_w = log_w[np.isfinite(log_w)]
+    w = np.sort(np.exp(log_w - log_w.max()))[::-1]
+    w /= w.sum()
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    ax.loglog(np.arange(1, w.size + 1), w, lw=1)
+    ax.axhline(1.0 / w.size, color="grey", ls="--", lw=0.8, label="equal weights")
+    ax.set_ylim(max(w[w > 0].min(), 1e-4 / w.size) / 2, 2 * w[0])  # the tail, not underflow
+    ax.set_xlabel("draw, by weight (largest first)")
+    ax.set_ylabel("normalised importance weight")
+    ax.set_title(
+        f"k̂ = {attrs.get('pareto_k', np.nan):.2f}, importance ESS = "
+        f"{attrs.get('importance_ess', np.nan):.0f} of {w.size}, shift = "
+        f"{attrs.get('importance_shift', np.nan):.0%}",
+        fontsize="medium",
+    )
+    ax.legend(loc="upper right", fontsize="small")
+    return fig
+
+
+def _importance_verdict(fit: Fit) -> str:
+    k_hat = float(fit.idata.attrs.get("pareto_k", np.nan))
+    if k_hat <= PARETO_K_MAX:
+        return (
+            f'<p class="ok">k̂ = {k_hat:.2f} (at most {PARETO_K_MAX}): the flow covers the '
+            "posterior, and its draws can be trusted.</p>"
+        )
+    return (
+        f'<p class="warn">k̂ = {k_hat:.2f} (above {PARETO_K_MAX}): the flow misses part of the '
+        "posterior; do not trust its draws (see the messages above).</p>"
+    )
 
 
 def _path_sites(fit: Fit) -> list[str]:
@@ -138,28 +235,32 @@ def path_figure(fit: Fit, sites: list[str]):
 
 
 def optimisation_figure(fit: Fit):
-    """Every statistic recorded per optimisation step (the ELBO of ``svi`` / ``flow_vi``, the
-    loss of ``map``) against the step."""
+    """Every statistic recorded per optimisation step or epoch (the ELBO of ``svi`` /
+    ``flow_vi``, the loss of ``map``, the training RMSE of ``cep``) against it."""
     import matplotlib.pyplot as plt
 
     stats = fit.idata.sample_stats
-    names = [n for n in stats.data_vars if stats[n].dims == ("step",)]
+    names = [n for n in stats.data_vars if stats[n].dims in _TRAINING_DIMS]
     fig, axes = plt.subplots(1, len(names), figsize=(6 * len(names), 3), squeeze=False)
     for ax, name in zip(axes[0], names, strict=True):
         values = np.asarray(stats[name])
         ax.plot(np.arange(values.size), values, lw=0.8)
-        ax.set_xlabel("step")
+        ax.set_xlabel(stats[name].dims[0])
         ax.set_ylabel(name)
         if name == "loss" and np.all(values[np.isfinite(values)] > 0):
             ax.set_yscale("log")
     return fig
 
 
+def _has_stat(fit: Fit, name: str) -> bool:
+    return "sample_stats" in fit.idata.groups() and name in fit.idata.sample_stats
+
+
 def _has_step_statistics(fit: Fit) -> bool:
     if "sample_stats" not in fit.idata.groups():
         return False
     stats = fit.idata.sample_stats
-    return any(stats[n].dims == ("step",) for n in stats.data_vars)
+    return any(stats[n].dims in _TRAINING_DIMS for n in stats.data_vars)
 
 
 def _shared_sites(fits: Mapping[str, Fit]) -> list[str]:
@@ -275,38 +376,48 @@ def _fit_section(name: str, fit: Fit, labels, extra_figures) -> str:
     parts.append("<h3>Posterior summary</h3>")
     parts.append(fit.summary().to_html(float_format=lambda v: f"{v:.4g}"))
     for title, figure in (extra_figures or {}).items():
-        parts.append(f"<h3>{html.escape(title)}</h3>{_png(figure)}")
+        parts.append(f"<h3>{html.escape(title)}</h3>{figure_html(figure)}")
     if _is_1d_regression(fit):
         parts.append("<h3>Posterior predictive</h3>")
-        parts.append(_png(predictive_band_figure(fit, labels=labels)))
+        parts.append(figure_html(predictive_band_figure(fit, labels=labels)))
     parts.append(_settings_table(attrs))
     for site in _categorical_sites(fit):
         parts.append(f"<h3>Discrete choice: {html.escape(site)}</h3>")
         parts.append(
             fit.discrete_posterior(site).to_html(float_format=lambda v: f"{v:.4g}", na_rep="")
         )
-        parts.append(_png(categorical_figure(fit, site)))
+        parts.append(figure_html(categorical_figure(fit, site)))
     if "nested_samples" in fit.idata.groups():
         parts.append("<h3>Nested sampling run</h3>")
-        parts.append(_png(nested_run_figure(fit)))
+        parts.append(figure_html(nested_run_figure(fit)))
+        point_sites = _nested_point_sites(fit)
+        if point_sites:
+            parts.append("<h3>Live points over the run</h3>")
+            parts.append(figure_html(nested_points_figure(fit, point_sites)))
+    if "pareto_k" in attrs and _has_stat(fit, "log_weight"):
+        parts.append("<h3>The flow against the posterior (importance weights)</h3>")
+        parts.append(_importance_verdict(fit))
+        parts.append(figure_html(importance_figure(fit)))
     paths = _path_sites(fit)
     if paths:
         parts.append("<h3>Paths</h3>")
-        parts.append(_png(path_figure(fit, paths)))
+        parts.append(figure_html(path_figure(fit, paths)))
     if _has_step_statistics(fit):
         parts.append("<h3>Optimisation</h3>")
-        parts.append(_png(optimisation_figure(fit)))
+        parts.append(figure_html(optimisation_figure(fit)))
     sites = _plotted_sites(fit)
     if sites:
         parts.append("<h3>Posterior distributions</h3>")
-        parts.append(_png(_figure_of(az.plot_posterior(fit.idata, var_names=sites))))
+        parts.append(figure_html(_figure_of(az.plot_posterior(fit.idata, var_names=sites))))
     draws_are = str(attrs.get("draws_are", "mcmc"))
     if sites and draws_are in ("mcmc", "learning"):
         parts.append("<h3>Trace</h3>")
-        parts.append(_png(_figure_of(az.plot_trace(fit.idata, var_names=sites, compact=True))))
+        parts.append(
+            figure_html(_figure_of(az.plot_trace(fit.idata, var_names=sites, compact=True)))
+        )
         if draws_are == "mcmc" and fit.idata.posterior.sizes.get("draw", 0) >= 20:
             parts.append("<h3>Rank plots</h3>")
-            parts.append(_png(_figure_of(az.plot_rank(fit.idata, var_names=sites[:4]))))
+            parts.append(figure_html(_figure_of(az.plot_rank(fit.idata, var_names=sites[:4]))))
     elif sites:
         parts.append(
             f'<p class="meta">The draws are {html.escape(draws_are)}, not a Markov chain: no '
@@ -358,11 +469,11 @@ def report(
         shared = _shared_sites(fits)
         if shared:
             body.append("<h3>Shared parameters</h3>")
-            body.append(_png(overlaid_posteriors_figure(fits, shared)))
+            body.append(figure_html(overlaid_posteriors_figure(fits, shared)))
         regressions = {n: f for n, f in fits.items() if _is_1d_regression(f)}
         if len(regressions) > 1:
             body.append("<h3>Posterior predictive, side by side</h3>")
-            body.append(_png(predictive_checks_figure(regressions, labels)))
+            body.append(figure_html(predictive_checks_figure(regressions, labels)))
     for i, (name, fit) in enumerate(fits.items()):
         body.append(_fit_section(name, fit, labels, extra_figures if i == 0 else None))
     document = (

@@ -78,6 +78,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..bridge import Bridge
+from ..diagnostics import PARETO_K_MAX
 from ..errors import BayesplugError, ConvergenceWarning, InputError, InterruptedRunWarning
 from ..protocols import MAX_TIME, Model, Option, RawResult, one_of, positive, positive_int
 from . import svi as svi_kernel
@@ -92,7 +93,6 @@ WINDOW = 100  # steps per chunk, and per window of the plateau rule
 PLATEAU_FACTOR = 0.3  # learning-rate cut on a plateau
 STOP_SCALE = 0.01  # stop once plateaus have cut the learning rate below 1/100 of its start
 MAX_SKIPS = 10  # consecutive non-finite steps that count as divergence
-PARETO_K_MAX = 0.7  # Vehtari et al. (2024): above it, importance sampling is unreliable
 IMPORTANCE_SHIFT_MAX = 0.2  # weights moving a mean (in sds) or a std by more than 20%
 WARM_START_STEPS = 2000
 DIVERGED_MESSAGE = (
