@@ -117,4 +117,4 @@ if __name__ == "__main__":
 
     bp.register_backend("rwm", RandomWalkMetropolis)
     fit = bp.fit(model, {"y": np.array([0.9, 1.1, 1.3])}, method="rwm", scale=1.0, seed=0)
-    print(fit.summary())  # exact posterior: N(1.0963, 0.5764^2)
+    print(fit.summary().to_string())  # exact posterior: N(1.0963, 0.5764^2)

@@ -210,3 +210,16 @@ def test_report_shows_the_nested_run_and_the_flow_check(tmp_path):
     flow = bp.fit(line, data, method="flow_vi", num_steps=300, seed=0, progress=False)
     html = bp.report(flow, tmp_path / "flow.html").read_text()
     assert "importance weights" in html and "the flow covers the posterior" in html
+
+
+def test_report_draws_ppg_learning_curves_not_a_trace(tmp_path):
+    """ppg's learned parameters are drawn as learning curves per chain, not as a Markov chain."""
+    import numpyro.distributions as dist
+
+    lg = bp.models.LinearGaussianSSM(A=dist.Uniform(-1, 1), Q=0.5, C=1.0, R=1.0)
+    y = np.asarray(bp.models.LinearGaussianSSM(A=0.8, Q=0.5).simulate(
+        __import__("jax").random.PRNGKey(0), 30)["y"])  # fmt: skip
+    fit = bp.fit(lg, {"y": y}, method="ppg", learn="mle", num_particles=16, num_iterations=40,
+                 burn_in=10, num_chains=2, progress=False)  # fmt: skip
+    html = bp.report(fit, tmp_path / "ppg.html").read_text()
+    assert "<h3>Parameter learning</h3>" in html and "<h3>Trace</h3>" not in html

@@ -21,6 +21,7 @@ __all__ = [
     "categorical_figure",
     "figure_html",
     "importance_figure",
+    "learning_figure",
     "nested_points_figure",
     "nested_run_figure",
     "optimisation_figure",
@@ -252,6 +253,25 @@ def optimisation_figure(fit: Fit):
     return fig
 
 
+def learning_figure(fit: Fit):
+    """Parameter learning (``ppg`` with ``learn=``): each learned parameter, and the filter's
+    ln p̂(y), against the iteration, one line per chain. Chains that settle on one level have
+    learned the same estimate; the point estimate averages the second half."""
+    import matplotlib.pyplot as plt
+
+    trace = fit.idata["learning_trace"]
+    names = [n for n in trace.data_vars if int(np.prod(trace[n].shape[2:])) <= 4]
+    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        values = np.asarray(trace[name])
+        ax.plot(values.reshape(values.shape[0], values.shape[1], -1).transpose(1, 0, 2).reshape(
+            values.shape[1], -1), lw=0.8)  # fmt: skip
+        ax.set_xlabel("iteration")
+        ax.set_ylabel(name)
+    fig.tight_layout()
+    return fig
+
+
 def _has_stat(fit: Fit, name: str) -> bool:
     return "sample_stats" in fit.idata.groups() and name in fit.idata.sample_stats
 
@@ -410,7 +430,10 @@ def _fit_section(name: str, fit: Fit, labels, extra_figures) -> str:
         parts.append("<h3>Posterior distributions</h3>")
         parts.append(figure_html(_figure_of(az.plot_posterior(fit.idata, var_names=sites))))
     draws_are = str(attrs.get("draws_are", "mcmc"))
-    if sites and draws_are in ("mcmc", "learning"):
+    if "learning_trace" in fit.idata.groups():
+        parts.append("<h3>Parameter learning</h3>")
+        parts.append(figure_html(learning_figure(fit)))
+    if sites and draws_are == "mcmc":
         parts.append("<h3>Trace</h3>")
         parts.append(
             figure_html(_figure_of(az.plot_trace(fit.idata, var_names=sites, compact=True)))
