@@ -288,7 +288,7 @@ class SBCResult:
     def report(self, path, alpha: float = 0.01) -> None:
         """A self-contained HTML page: the table, the ECDF-difference plot, failures."""
         from ._validation import output_path
-        from .report import _STYLE, _png
+        from .report import _STYLE, figure_html
 
         target = output_path(path, "path")
         parts = [
@@ -298,7 +298,7 @@ class SBCResult:
             f"{'passes' if self.passed(alpha) else '<b>fails</b>'} the χ² uniformity test at "
             f"{alpha:g}, Bonferroni-corrected over {len(self.u)} parameter(s).</p>",
             self.table(alpha).to_html(index=False, float_format=lambda v: f"{v:.3g}"),
-            _png(self.plot(alpha)),
+            figure_html(self.plot(alpha)),
         ]
         if self.failures:
             items = "".join(f"<li>{i}: {html.escape(m)}</li>" for i, m in self.failures[:50])

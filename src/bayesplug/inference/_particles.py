@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from blackjax.smc import resampling
 from jax.scipy.special import logsumexp
 
 __all__ = [
@@ -72,18 +73,23 @@ def _normalised_cdf(log_weights):
 
 
 def _draw_from(cdf, uniforms):
+    """Inverse-CDF draws (any shape of uniforms): the rejection sampler's candidates."""
     return jnp.minimum(jnp.searchsorted(cdf, uniforms), cdf.shape[0] - 1).astype(jnp.int32)
 
 
+def _normalised(log_weights):
+    w = jnp.exp(log_weights - jnp.max(log_weights))
+    return w / jnp.sum(w)
+
+
 def systematic(key, log_weights, num: int):
-    """Systematic resampling: ``num`` ancestor indices."""
-    u = (jax.random.uniform(key) + jnp.arange(num)) / num
-    return _draw_from(_normalised_cdf(log_weights), u)
+    """Systematic resampling: ``num`` ancestor indices (blackjax's, from log-weights)."""
+    return resampling.systematic(key, _normalised(log_weights), num).astype(jnp.int32)
 
 
 def multinomial(key, log_weights, num: int):
-    """Multinomial resampling by inverse CDF."""
-    return _draw_from(_normalised_cdf(log_weights), jax.random.uniform(key, (num,)))
+    """Multinomial resampling (blackjax's: independent draws, returned in sorted order)."""
+    return resampling.multinomial(key, _normalised(log_weights), num).astype(jnp.int32)
 
 
 def categorical_rows(key, logits, num: int):

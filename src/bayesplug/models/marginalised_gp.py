@@ -47,43 +47,12 @@ from .._validation import as_array, as_data_mapping, check_same_length, check_un
 from ..errors import InputError, did_you_mean
 from .base import ModelBase
 from .gp import conditional_over_draws, exact_loo_log_likelihood
+from .kernels import CORRELATIONS, covariance_1d
 
-__all__ = ["MarginalisedGP", "MeanFunction", "stationary_kernels"]
+__all__ = ["MarginalisedGP", "MeanFunction"]
 
-SQRT3, SQRT5, SQRT7 = np.sqrt(3.0), np.sqrt(5.0), np.sqrt(7.0)
-
-
-def _rbf(r):
-    return jnp.exp(-0.5 * r**2)
-
-
-def _matern12(r):
-    return jnp.exp(-r)
-
-
-def _matern32(r):
-    return (1 + SQRT3 * r) * jnp.exp(-SQRT3 * r)
-
-
-def _matern52(r):
-    return (1 + SQRT5 * r + 5 * r**2 / 3) * jnp.exp(-SQRT5 * r)
-
-
-def _matern72(r):
-    return (1 + SQRT7 * r + 14 * r**2 / 5 + 7 * SQRT7 * r**3 / 15) * jnp.exp(-SQRT7 * r)
-
-
-# Correlation profiles of the stationary kernels as functions of the scaled distance r = |x-x'|/l,
-# so every stationary candidate shares one distance matrix.
-stationary_kernels: dict[str, Callable] = {
-    "rbf": _rbf,
-    "matern12": _matern12,
-    "matern32": _matern32,
-    "matern52": _matern52,
-    "matern72": _matern72,
-}
 _KERNEL_PARAMETERS = {
-    **{k: ("amplitude", "lengthscale") for k in stationary_kernels},
+    **{k: ("amplitude", "lengthscale") for k in CORRELATIONS},
     "rational_quadratic": ("amplitude", "lengthscale", "alpha"),
     "periodic": ("amplitude", "lengthscale", "period"),
     "linear": ("bias", "slope"),
@@ -102,18 +71,14 @@ class MeanFunction:
 
 
 def kernel_matrix(name: str, p: Mapping[str, Any], x1, x2, distance):
-    """Covariance between x1 and x2 (1-D inputs) for one catalogue kernel."""
-    if name in stationary_kernels:
-        return p["amplitude"] ** 2 * stationary_kernels[name](distance / p["lengthscale"])
-    if name == "rational_quadratic":
-        base = 1 + distance**2 / (2 * p["alpha"] * p["lengthscale"] ** 2)
-        return p["amplitude"] ** 2 * base ** (-p["alpha"])
-    if name == "periodic":
-        s = jnp.sin(jnp.pi * distance / p["period"]) / p["lengthscale"]
-        return p["amplitude"] ** 2 * jnp.exp(-2 * s**2)
-    if name == "linear":  # the paper's k = sigma_b^2 + sigma_v^2 x x'
-        return p["bias"] ** 2 + p["slope"] ** 2 * x1[:, None] * x2[None, :]
-    raise KeyError(name)
+    """Covariance between x1 and x2 (1-D inputs) for one candidate kernel, by the catalogue's
+    formulas (:func:`bayesplug.models.kernels.covariance_1d`). The paper's ``linear`` candidate
+    is the catalogue's constant plus linear kernel: bias² + slope² x x'."""
+    if name == "linear":
+        return covariance_1d("constant", {"constant": p["bias"]}, x1, x2, distance) + (
+            covariance_1d("linear", {"amplitude": p["slope"]}, x1, x2, distance)
+        )
+    return covariance_1d(name, p, x1, x2, distance)
 
 
 class MarginalisedGP(ModelBase):
