@@ -82,10 +82,19 @@ def did_you_mean(name: str, known: Iterable[str]) -> str:
     --------
     >>> did_you_mean("nutz", ["nuts", "nested"])
     "Did you mean 'nuts'? Known: 'nested', 'nuts'."
+    >>> did_you_mean("matern25", ["matern52", "matern72"])[:26]   # a transposition wins a tie
+    "Did you mean 'matern52'? K"
     """
     known = sorted(known)
-    close = difflib.get_close_matches(str(name), known, n=1, cutoff=0.5)
     listing = ", ".join(repr(k) for k in known)
-    if close:
-        return f"Did you mean {close[0]!r}? Known: {listing}."
+    if not known:
+        return f"Known: {listing}."
+    name = str(name)
+
+    def closeness(k: str):  # difflib's ratio; on a tie, a transposition of the name first
+        return difflib.SequenceMatcher(None, name, k).ratio(), sorted(k) == sorted(name)
+
+    best = max(known, key=closeness)  # max keeps the first (alphabetical) of equals
+    if closeness(best)[0] >= 0.5:
+        return f"Did you mean {best!r}? Known: {listing}."
     return f"Known: {listing}."
