@@ -207,9 +207,12 @@ def test_report_shows_the_nested_run_and_the_flow_check(tmp_path):
     nested = bp.fit(line, data, method="nested", num_live=50, seed=0, progress=False)
     html = bp.report(nested, tmp_path / "nested.html").read_text()
     assert "<h3>Live points over the run</h3>" in html and "<h3>Trace</h3>" not in html
-    flow = bp.fit(line, data, method="flow_vi", num_steps=300, seed=0, progress=False)
+    flow = bp.fit(line, data, method="flow_vi", num_steps=300, importance=True, seed=0,
+                  progress=False)  # fmt: skip
     html = bp.report(flow, tmp_path / "flow.html").read_text()
     assert "importance weights" in html and "the flow covers the posterior" in html
+    raw = flow.idata.sample_stats["flow_log_weight"]  # the figure's weights: not resampled
+    assert raw.dims == ("flow_draw",) and raw.size == 10_000
 
 
 def test_report_draws_ppg_learning_curves_not_a_trace(tmp_path):

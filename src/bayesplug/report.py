@@ -166,7 +166,10 @@ def importance_figure(fit: Fit):
     import matplotlib.pyplot as plt
 
     attrs = fit.idata.attrs
-    log_w = np.asarray(fit.idata.sample_stats["log_weight"]).ravel()
+    stats = fit.idata.sample_stats
+    # the flow's own draws (before importance resampling, which repeats the heavy ones)
+    name = "flow_log_weight" if "flow_log_weight" in stats else "log_weight"
+    log_w = np.asarray(stats[name]).ravel()
     log_w = log_w[np.isfinite(log_w)]
     w = np.sort(np.exp(log_w - log_w.max()))[::-1]
     w /= w.sum()

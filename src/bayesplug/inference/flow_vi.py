@@ -263,6 +263,8 @@ def _weighted_draws(stage, bridge, data, shift, scale, draw_key, num_draws, impo
             "lp": log_p[order][None],
             "log_q": log_q[order][None],
             "log_weight": weights.log_w[order][None],
+            # every draw from the flow, before any resampling: what k-hat was computed from
+            "flow_log_weight": xr.DataArray(weights.log_w, dims=["flow_draw"]),
             "elbo": xr.DataArray(elbo_trace, dims=["step"]),
         },
         log_evidence=weights.log_evidence,
