@@ -113,10 +113,27 @@ def test_unconverged_run_says_so_and_keeps_its_points():
         fit = bp.fit(
             model, {"mu": np.zeros(2)}, method="nested", num_live=100, max_steps=3, progress=False
         )
-    # chunks: one step, then as many as fill CHUNK_SECONDS (at most num_live / num_delete = 10)
-    assert fit.idata.attrs["converged"] == 0 and 3 <= fit.idata.attrs["num_steps"] <= 11
+    # chunks: one step, then as many as fill CHUNK_SECONDS, never past max_steps
+    assert fit.idata.attrs["converged"] == 0 and fit.idata.attrs["num_steps"] == 3
     assert fit.log_evidence is not None
     assert any("interrupted" in m for m in fit.diagnostics()["messages"])
+
+
+def test_a_resumed_run_stops_at_the_same_max_steps(tmp_path):
+    """max_steps counts the steps before the checkpoint too (from the prior volume reached)."""
+    model, _ = gaussian_in_box(np.zeros(2))
+    path, options = str(tmp_path / "run.ckpt"), {"num_live": 100, "max_steps": 25, "seed": 2}
+    with pytest.warns(bp.InterruptedRunWarning):  # stopped after its first chunk (one step)
+        part = bp.fit(model, {"mu": np.zeros(2)}, method="nested", checkpoint=path,
+                      max_time=1e-9, progress=False, **options)  # fmt: skip
+    assert part.idata.attrs["num_steps"] == 1
+    with pytest.warns(bp.ConvergenceWarning, match="max_steps=25"):
+        resumed = bp.fit(model, {"mu": np.zeros(2)}, method="nested", resume=path,
+                         progress=False, **options)  # fmt: skip
+    with pytest.warns(bp.ConvergenceWarning, match="max_steps=25"):
+        straight = bp.fit(model, {"mu": np.zeros(2)}, method="nested", progress=False, **options)
+    assert resumed.idata.attrs["num_steps"] == straight.idata.attrs["num_steps"] == 25
+    np.testing.assert_array_equal(resumed.samples["x"], straight.samples["x"])
 
 
 def test_nan_likelihoods_are_outside_every_contour():

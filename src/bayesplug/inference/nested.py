@@ -305,7 +305,7 @@ class NestedBackend:
                     _COMPILED.pop(next(iter(_COMPILED)))
         compile_time = time.perf_counter() - compile_start
         run = _drive(
-            cached.advance, (state, run_key), data, num_live, steps_per_chunk, dlogz, max_steps,
+            cached.advance, (state, run_key), data, num_live, num_delete, dlogz, max_steps,
             progress, max_time,
         )  # fmt: skip
         final_state = run.state[0]
@@ -469,11 +469,14 @@ def _evaluations(buffer) -> int:
     return int(np.sum(np.asarray(buffer.evaluations)[: int(buffer.count)]))
 
 
-def _drive(compiled, carry, data, num_live, steps_per_chunk, dlogz, max_steps, progress, max_time):
+def _drive(compiled, carry, data, num_live, num_delete, dlogz, max_steps, progress, max_time):
     """Chunks of adaptive length under the driver: one step first, then as many as fill
-    CHUNK_SECONDS at the measured time per step (at most one e-fold, the buffer's size), so the
-    progress bar, Ctrl-C and max_time act within about CHUNK_SECONDS whatever a step costs."""
+    CHUNK_SECONDS at the measured time per step (at most one e-fold, the buffer's size, and never
+    past ``max_steps``), so the progress bar, Ctrl-C and max_time act within about CHUNK_SECONDS
+    whatever a step costs. Steps are counted from the state (:func:`steps_taken`), so a resumed
+    run stops at the same ``max_steps`` as an uninterrupted one."""
     shown = [num_live]  # running total for the progress bar only
+    steps_per_chunk = max(1, num_live // num_delete)
 
     def postfix(carry, buffer):
         state = carry[0]
@@ -482,16 +485,22 @@ def _drive(compiled, carry, data, num_live, steps_per_chunk, dlogz, max_steps, p
         remaining = float(state.integrator.logZ_live) - log_z
         return {"ln Z": f"{log_z:.3f}", "ln Z_live - ln Z": f"{remaining:.2f}", "evals": shown[0]}
 
-    limit, steps_taken = [1], [0]
+    limit = [1]
 
     def adaptive(carry):
         start = time.perf_counter()
-        carry, buffer = compiled(carry, data, jnp.int32(limit[0]))
+        left = max_steps - steps_taken(carry[0], num_live, num_delete)
+        carry, buffer = compiled(carry, data, jnp.int32(max(1, min(limit[0], left))))
         count = int(jax.block_until_ready(buffer).count)
-        steps_taken[0] += count
         per_step = (time.perf_counter() - start) / max(count, 1)
         limit[0] = int(np.clip(CHUNK_SECONDS / per_step, 1, steps_per_chunk))
         return carry, buffer
+
+    def done(carry, _):
+        state = carry[0]
+        return (
+            bool(converged(state, dlogz)) or steps_taken(state, num_live, num_delete) >= max_steps
+        )
 
     return run_in_chunks(
         adaptive,
@@ -502,10 +511,19 @@ def _drive(compiled, carry, data, num_live, steps_per_chunk, dlogz, max_steps, p
         description="nested sampling",
         postfix=postfix,
         max_time=max_time,
-        done=lambda carry, _: bool(converged(carry[0], dlogz)) or steps_taken[0] >= max_steps,
+        done=done,
         total_steps=None,
         steps_done=lambda buffer: int(buffer.count),
     )
+
+
+def steps_taken(state, num_live: int, num_delete: int) -> int:
+    """Nested-sampling steps behind ``state``, from its prior volume: each step deletes
+    ``num_delete`` of ``num_live`` points and shrinks ln X by sum_k 1 / (num_live - k)
+    (blackjax's integrator), so the count needs no counter of its own and survives a resume
+    (exact to rounding: a float32 run of 10^5 steps may be off by a few)."""
+    per_step = float(np.sum(1.0 / (num_live - np.arange(num_delete))))
+    return int(round(-float(state.integrator.logX) / per_step))
 
 
 def _warn_if_stopped(run, num_steps: int, is_converged: bool, max_steps: int, dlogz) -> None:
