@@ -521,7 +521,8 @@ def steps_taken(state, num_live: int, num_delete: int) -> int:
     """Nested-sampling steps behind ``state``, from its prior volume: each step deletes
     ``num_delete`` of ``num_live`` points and shrinks ln X by sum_k 1 / (num_live - k)
     (blackjax's integrator), so the count needs no counter of its own and survives a resume
-    (exact to rounding: a float32 run of 10^5 steps may be off by a few)."""
+    (ln X is a floating-point sum: the count is exact while its rounding stays below half a
+    step, and a safety limit otherwise)."""
     per_step = float(np.sum(1.0 / (num_live - np.arange(num_delete))))
     return int(round(-float(state.integrator.logX) / per_step))
 
