@@ -305,8 +305,8 @@ class NestedBackend:
                     _COMPILED.pop(next(iter(_COMPILED)))
         compile_time = time.perf_counter() - compile_start
         run = _drive(
-            cached.advance, (state, run_key), data, num_live, num_delete, dlogz, max_steps,
-            progress, max_time,
+            cached.advance, (state, run_key), data, num_live, num_delete, steps_per_chunk, dlogz,
+            max_steps, progress, max_time,
         )  # fmt: skip
         final_state = run.state[0]
         is_converged = bool(converged(final_state, dlogz))
@@ -469,14 +469,16 @@ def _evaluations(buffer) -> int:
     return int(np.sum(np.asarray(buffer.evaluations)[: int(buffer.count)]))
 
 
-def _drive(compiled, carry, data, num_live, num_delete, dlogz, max_steps, progress, max_time):
+def _drive(
+    compiled, carry, data, num_live, num_delete, steps_per_chunk, dlogz, max_steps, progress,
+    max_time,
+):  # fmt: skip
     """Chunks of adaptive length under the driver: one step first, then as many as fill
     CHUNK_SECONDS at the measured time per step (at most one e-fold, the buffer's size, and never
     past ``max_steps``), so the progress bar, Ctrl-C and max_time act within about CHUNK_SECONDS
     whatever a step costs. Steps are counted from the state (:func:`steps_taken`), so a resumed
     run stops at the same ``max_steps`` as an uninterrupted one."""
     shown = [num_live]  # running total for the progress bar only
-    steps_per_chunk = max(1, num_live // num_delete)
 
     def postfix(carry, buffer):
         state = carry[0]
