@@ -62,6 +62,7 @@ def test_three_mode_tucker_recovers_the_tensor():
     assert fit.idata.posterior["core"].shape[2:] == (2, 2, 2)
 
 
+@pytest.mark.slow
 def test_cep_agrees_with_nuts_on_the_same_program(synthetic):
     """A small problem both can fit: predictive means within 2 NUTS predictive sds at >= 95% of
     the held-out points (measured: all of them, median |z| 0.06, at three cep seeds)."""
