@@ -187,6 +187,63 @@ def test_enumerate_and_embed_strategies_agree():
     assert (b["num_points"] > 1000).all()
 
 
+def test_enumerate_on_a_local_cluster_gives_the_draws_of_the_runs_in_turn():
+    """strategy='enumerate' with cluster='local': one Dask task per category, the same result."""
+    import sys
+
+    import cloudpickle  # with distributed, from the test extra
+    import distributed
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests
+    y = np.array([0.5, -0.3, 0.8, 2.9, -1.9])
+    kwargs = {"method": "nested", "num_live": 100, "strategy": "enumerate", "progress": False}
+    here = bp.fit(TwoWidths(), {"y": y}, seed=6, **kwargs)
+    local = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    with local, distributed.Client(local) as client:
+        there = bp.fit(TwoWidths(), {"y": y}, seed=6, cluster=client, **kwargs)
+        # a worker's warning reaches the caller: max_steps=2 stops both runs unconverged
+        with pytest.warns(bp.ConvergenceWarning, match="max_steps=2 before converging"):
+            bp.fit(TwoWidths(), {"y": y}, seed=6, cluster=client, max_steps=2, **kwargs)
+    np.testing.assert_array_equal(here.samples["x"], there.samples["x"])
+    assert here.log_evidence == there.log_evidence
+    np.testing.assert_array_equal(
+        here.discrete_posterior("width")["log_evidence"],
+        there.discrete_posterior("width")["log_evidence"],
+    )
+
+
+def test_enumerate_shares_max_time_between_its_runs(monkeypatch):
+    """In turn, each category's run gets its part of the time left, not the whole max_time."""
+    from bayesplug.inference.nested import NestedBackend
+
+    given = []
+
+    def record(self, fn, data, key, progress, **options):
+        given.append(options["max_time"])
+        raise RuntimeError("recorded")
+
+    monkeypatch.setattr(NestedBackend, "_sample", record)
+    with pytest.raises(RuntimeError, match="recorded"):
+        bp.fit(TwoWidths(), {"y": [0.0]}, method="nested", strategy="enumerate", max_time=10)
+    assert 4.9 < given[0] <= 5.0  # half of 10 s for the first of two categories
+
+
+def test_a_cluster_is_refused_where_it_cannot_act(tmp_path):
+    y = {"y": [0.0]}
+    with pytest.raises(bp.InputError, match="cluster.*strategy='enumerate'") as info:
+        bp.fit(TwoWidths(), y, method="nested", cluster="local")
+    assert info.value.argument == "cluster"
+    with pytest.raises(bp.InputError, match="cluster.*distributed.Client"):
+        bp.fit(TwoWidths(), y, method="nested", strategy="enumerate", cluster="lokal")
+    with pytest.raises(bp.InputError, match="checkpoint"):
+        bp.fit(
+            TwoWidths(), y, method="nested", strategy="enumerate", cluster="local",
+            checkpoint=tmp_path / "run.ckpt", progress=False,
+        )  # fmt: skip
+
+
 def test_enumerate_needs_one_choice():
     model, _ = gaussian_in_box(np.zeros(2))
     with pytest.raises(bp.InputError, match="exactly one discrete choice") as info:

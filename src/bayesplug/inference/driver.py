@@ -48,6 +48,7 @@ from ..errors import BayesplugError
 __all__ = [
     "ChunkedRun",
     "Checkpoint",
+    "active_checkpoint",
     "checkpointing",
     "initialize_hosts",
     "place_chains",
@@ -239,6 +240,11 @@ def _write_atomically(path: str, arrays: dict[str, np.ndarray]) -> None:
 _ACTIVE: contextvars.ContextVar[Checkpoint | None] = contextvars.ContextVar(
     "bayesplug_checkpoint", default=None
 )
+
+
+def active_checkpoint() -> Checkpoint | None:
+    """The checkpoint of the enclosing :func:`checkpointing` block, or None outside one."""
+    return _ACTIVE.get()
 
 
 @contextlib.contextmanager

@@ -46,9 +46,9 @@ import numpy as np
 
 from .._linalg import one_at_a_time, uses_lapack
 from ..bridge import Bridge
-from ..errors import ConvergenceWarning, InputError, InterruptedRunWarning
+from ..errors import BayesplugError, ConvergenceWarning, InputError, InterruptedRunWarning
 from ..protocols import MAX_TIME, Model, Option, RawResult, positive, positive_int
-from .driver import run_in_chunks
+from .driver import active_checkpoint, run_in_chunks
 from .resampling import systematic_resample
 
 __all__ = ["NestedBackend", "NestedRun", "build_chunk", "converged", "simulate_log_weights"]
@@ -118,6 +118,15 @@ def _at_least_two(value) -> str | None:
     return None if value is None or value >= 2 else "must be at least 2"
 
 
+def _cluster_check(value) -> str | None:
+    """Option check for ``cluster``: what :func:`bayesplug.fit_many` accepts."""
+    if value == "local" or (isinstance(value, str) and "://" in value):
+        return None
+    if type(value).__name__ == "Client":
+        return None
+    return "must be None, 'local', a distributed.Client or a scheduler address 'tcp://host:port'"
+
+
 def _require_likelihood(bridge: Bridge) -> None:
     """Nested sampling integrates the likelihood over the prior: a program without one (no
     ``obs=`` and no ``numpyro.factor``, e.g. NumPyro's funnel) has nothing to integrate."""
@@ -173,6 +182,13 @@ class NestedBackend:
             "discrete choices: 'embed' (one run, transdimensional) or 'enumerate' (one run each)",
             lambda v: None if v in ("embed", "enumerate") else "must be 'embed' or 'enumerate'",
         ),
+        "cluster": Option(
+            None,
+            (object,),
+            "strategy='enumerate': run the categories as Dask tasks (bp.fit_many's cluster: "
+            "'local', a distributed.Client or a scheduler address; None: here, in turn)",
+            _cluster_check,
+        ),
     }
 
     def run(
@@ -190,14 +206,25 @@ class NestedBackend:
         max_time: float | None,
         num_simulations: int,
         strategy: str,
+        cluster: Any,
     ) -> RawResult:
         """Run nested sampling; returns the resampled posterior, ln Z and the weighted points.
 
         With ``strategy="enumerate"`` a model's (single) discrete choice is fixed in turn to each
         category (its coordinate ``<choice>_u`` conditioned on the middle of the category's
         interval), one run per category; the runs' weighted points are pooled with weight 1/K, so
-        Z = (1/K) sum_k Z_k and everything downstream is as for ``"embed"``.
+        Z = (1/K) sum_k Z_k and everything downstream is as for ``"embed"``. In this process the
+        runs share ``max_time`` (each gets its part of what is left); with ``cluster`` they run
+        as Dask tasks (:func:`bayesplug.many.map_tasks`), each with the whole ``max_time``, and
+        give the same draws as here.
         """
+        if cluster is not None and strategy != "enumerate":
+            raise InputError(
+                "cluster",
+                "runs the per-category runs of strategy='enumerate' as Dask tasks; with "
+                f"strategy={strategy!r} there is one run.",
+                "Pass strategy='enumerate', or leave cluster=None.",
+            )
         data = dict(data)
         runs = [(model.model, 0.0, {})]
         choices = getattr(model, "discrete_choices", {})
@@ -223,10 +250,11 @@ class NestedBackend:
             "max_steps": max_steps,
             "max_time": max_time,
         }
-        pieces = [
-            self._sample(fn, data, jax.random.fold_in(rng_key, i), progress, **options)
-            for i, (fn, _, _) in enumerate(runs)
-        ]
+        keys = [jax.random.fold_in(rng_key, i) for i in range(len(runs))]
+        if cluster is None:
+            pieces = self._in_turn([fn for fn, _, _ in runs], data, keys, progress, options)
+        else:
+            pieces = _on_cluster([fn for fn, _, _ in runs], data, keys, options, cluster)
         rng = np.random.default_rng(np.asarray(jax.random.key_data(rng_key)).ravel()[-1] + 1)
         attrs = {
             key: sum(p[2][key] for p in pieces)
@@ -248,6 +276,18 @@ class NestedBackend:
             state=[p[3] for p in pieces],
             interrupted=any(p[4] for p in pieces),
         )
+
+    def _in_turn(self, functions, data, keys, progress, options) -> list:
+        """One run per function, in this process; a ``max_time`` is shared out as it goes."""
+        max_time = options["max_time"]
+        deadline = None if max_time is None else time.monotonic() + max_time
+        pieces = []
+        for i, (fn, key) in enumerate(zip(functions, keys, strict=True)):
+            if deadline is not None:  # this run's share of the time left (at least one chunk)
+                left = max(deadline - time.monotonic(), 1e-3)
+                options = {**options, "max_time": left / (len(functions) - i)}
+            pieces.append(self._sample(fn, data, key, progress, **options))
+        return pieces
 
     def _sample(
         self,
@@ -324,6 +364,48 @@ class NestedBackend:
             "compile_time": compile_time,
         }
         return nested, bridge, attrs, run.state, run.interrupted or not is_converged
+
+
+def _category_run(item):
+    """A Dask task: one category's run; returns its points, attrs, state and warnings."""
+    fn, data, key, options = item
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        nested, _, attrs, state, interrupted = NestedBackend()._sample(
+            fn, data, key, False, **options
+        )
+    said = [(w.category, str(w.message)) for w in caught]
+    return nested, attrs, jax.device_get(state), interrupted, said
+
+
+def _on_cluster(functions, data, keys, options, cluster) -> list:
+    """The runs as Dask tasks (:func:`bayesplug.many.map_tasks`); their warnings re-raised here."""
+    from ..many import map_tasks
+
+    if active_checkpoint() is not None:
+        raise InputError(
+            "cluster",
+            "cannot be combined with checkpoint= or resume=: the runs on the cluster's workers "
+            "do not write to this process's checkpoint file.",
+            "Leave cluster=None to checkpoint (the categories then run in turn here).",
+        )
+    items = [(fn, data, key, options) for fn, key in zip(functions, keys, strict=True)]
+    results = map_tasks(_category_run, items, cluster=cluster, description="categories")
+    failed = [r for r in results if isinstance(r, BaseException)]
+    if any(isinstance(r, InterruptedError) for r in failed):
+        raise BayesplugError(
+            f"nested sampling with strategy='enumerate' was interrupted before all "
+            f"{len(items)} categories' runs finished ({len(items) - len(failed)} did): their "
+            "evidences cannot be pooled into one without the others.",
+        )
+    if failed:
+        raise failed[0]
+    pieces = []
+    for fn, (nested, attrs, state, interrupted, said) in zip(functions, results, strict=True):
+        for category, message in said:
+            warnings.warn(message, category, stacklevel=4)
+        pieces.append((nested, Bridge.from_model(fn, data), attrs, state, interrupted))
+    return pieces
 
 
 def _cached(cache_key, bridge: Bridge, algorithm: Callable):
