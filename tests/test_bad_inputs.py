@@ -70,6 +70,7 @@ BAD_BY_CHECK = {
     "check": ["nonsense"],
     "<lambda>": ["nonsense"],
     "_is_optax": [3],
+    "_cluster_check": ["lokal", 3],
 }
 WRONG_TYPES = ["3", 2.5, [1], 7]
 

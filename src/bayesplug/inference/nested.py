@@ -254,7 +254,7 @@ class NestedBackend:
         if cluster is None:
             pieces = self._in_turn([fn for fn, _, _ in runs], data, keys, progress, options)
         else:
-            pieces = _on_cluster([fn for fn, _, _ in runs], data, keys, options, cluster)
+            pieces = _on_cluster([fn for fn, _, _ in runs], data, keys, options, cluster, progress)
         rng = np.random.default_rng(np.asarray(jax.random.key_data(rng_key)).ravel()[-1] + 1)
         attrs = {
             key: sum(p[2][key] for p in pieces)
@@ -378,7 +378,7 @@ def _category_run(item):
     return nested, attrs, jax.device_get(state), interrupted, said
 
 
-def _on_cluster(functions, data, keys, options, cluster) -> list:
+def _on_cluster(functions, data, keys, options, cluster, progress) -> list:
     """The runs as Dask tasks (:func:`bayesplug.many.map_tasks`); their warnings re-raised here."""
     from ..many import map_tasks
 
@@ -390,7 +390,9 @@ def _on_cluster(functions, data, keys, options, cluster) -> list:
             "Leave cluster=None to checkpoint (the categories then run in turn here).",
         )
     items = [(fn, data, key, options) for fn, key in zip(functions, keys, strict=True)]
-    results = map_tasks(_category_run, items, cluster=cluster, description="categories")
+    results = map_tasks(
+        _category_run, items, cluster=cluster, progress=progress, description="categories"
+    )
     failed = [r for r in results if isinstance(r, BaseException)]
     if any(isinstance(r, InterruptedError) for r in failed):
         raise BayesplugError(
