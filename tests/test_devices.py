@@ -1,4 +1,5 @@
-"""Chains split over devices (issue 19): 4 host devices give the draws of 1, to float rounding."""
+"""Chains and draws split over devices (issue 19): 4 host devices give the draws of 1, to float
+rounding."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ runs = {
     # steps, 0.1 sd after 200), so the plumbing is checked on draws with a fixed step size
     "nuts": {"num_warmup": 1, "num_samples": 200, "num_chains": 4},
     "sgld": {"num_warmup": 200, "num_samples": 200, "num_chains": 4, "batch_size": 10},
+    # trained on one device either way; the flow's draws are split over the devices
+    "flow_vi": {"num_steps": 300, "num_draws": 400},
 }
 report = {"device_count": jax.device_count()}
 for method, options in runs.items():
@@ -51,7 +54,7 @@ def test_four_host_devices_give_the_draws_of_one():
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.split("REPORT")[-1])
     assert report["device_count"] == 4
-    for method in ("nuts", "sgld"):
+    for method in ("nuts", "sgld", "flow_vi"):
         result = report[method]
         assert result["used"] == [4, 1], (method, result)
         # the same chains, reassociated floating point at most: far below the posterior sd

@@ -83,7 +83,7 @@ from ..errors import BayesplugError, ConvergenceWarning, InputError, Interrupted
 from ..protocols import MAX_TIME, Model, Option, RawResult, one_of, positive, positive_int
 from . import svi as svi_kernel
 from ._optim import LEARNING_RATE, OPTIMIZER, SCHEDULE, adam_with_schedule
-from .driver import run_in_chunks
+from .driver import map_over_devices, run_in_chunks
 from .flows import FLOWS, NEEDS_TWO_DIMS, SITE, TAILED, make_guide
 from .resampling import systematic_resample
 
@@ -496,20 +496,23 @@ def _plateau_scale(state, tol):
 def _draw(stage, constrain, state, data, key, num_draws):
     """``num_draws`` draws v ~ q, in batches: log q(v), log p(y, v), the model's unconstrained
     vector u and its constrained sites. One compiled function, from the SVI state on (eager
-    operations would each compile on first use, inside the timed drawing)."""
+    operations would each compile on first use, inside the timed drawing); the draws are split
+    over the devices in use (:func:`~bayesplug.inference.driver.map_over_devices`)."""
     from numpyro import handlers
     from numpyro.infer.util import log_density
 
-    def draws(state, key):
-        params = stage.svi.get_params(state)
-
+    def some(keys, params):  # the draws of one device
         def one(key):
             log_q, trace = log_density(handlers.seed(stage.guide, key), (data,), {}, params)
             v = trace[SITE]["value"]
             u, sites = constrain(v)
             return log_q, stage.log_joint(v, data), u, sites
 
-        return jax.lax.map(one, jax.random.split(key, num_draws), batch_size=512)
+        return jax.lax.map(one, keys, batch_size=512)
+
+    def draws(state, key):
+        params = stage.svi.get_params(state)
+        return map_over_devices(some, jax.random.split(key, num_draws), params)
 
     start = time.perf_counter()
     compiled = jax.jit(draws).lower(state, key).compile()
