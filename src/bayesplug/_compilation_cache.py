@@ -9,8 +9,6 @@ environment variable ``BAYESPLUG_CACHE`` moves it (a folder) or turns it off (``
 JAX on the program, the shapes, the JAX/XLA versions and the device, so a changed model, shape or
 version compiles afresh; programs that took at least ``MIN_COMPILE_SECONDS`` (0.1 s; JAX's own
 default is 1 s, which leaves out the many small programs of a fit) to compile are written.
-The folder is kept under ``MAX_CACHE_BYTES`` (1 GiB; JAX's own default is no limit): past it,
-JAX deletes the least recently used entries (``BAYESPLUG_CACHE_MAX_MB`` changes the limit).
 """
 
 from __future__ import annotations
@@ -22,27 +20,6 @@ __all__ = ["cache_folder", "enable_compilation_cache"]
 
 _OFF = frozenset({"off", "0", "false", "no"})
 MIN_COMPILE_SECONDS = 0.1  # programs that compiled faster are not written
-MAX_CACHE_BYTES = 2**30  # least recently used entries are deleted past this (JAX: no limit)
-
-
-def _max_cache_bytes() -> int:
-    """``MAX_CACHE_BYTES``, or ``BAYESPLUG_CACHE_MAX_MB`` megabytes when that is set."""
-    setting = os.environ.get("BAYESPLUG_CACHE_MAX_MB", "").strip()
-    if not setting:
-        return MAX_CACHE_BYTES
-    try:
-        megabytes = float(setting)
-    except ValueError:
-        megabytes = -1.0
-    if not megabytes > 0:
-        from .errors import InputError
-
-        raise InputError(
-            "BAYESPLUG_CACHE_MAX_MB",
-            f"must be a positive number of megabytes, got {setting!r}.",
-            "Unset it for the default (1024), or turn the cache off with BAYESPLUG_CACHE=off.",
-        )
-    return int(megabytes * 2**20)
 
 
 def cache_folder() -> Path | None:
@@ -85,6 +62,4 @@ def enable_compilation_cache() -> Path | None:
     if jax.config.jax_persistent_cache_min_compile_time_secs == 1.0:  # JAX's default
         # a fit compiles dozens of small programs (0.1-1 s each) beside its sampler loop
         jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECONDS)
-    if jax.config.jax_compilation_cache_max_size == -1:  # JAX's default: grow without limit
-        jax.config.update("jax_compilation_cache_max_size", _max_cache_bytes())
     return folder
