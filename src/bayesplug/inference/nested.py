@@ -280,7 +280,7 @@ class NestedBackend:
     def _in_turn(self, functions, data, keys, progress, options) -> list:
         """One run per function, in this process; a ``max_time`` is shared out as it goes."""
         max_time = options["max_time"]
-        deadline = None if max_time is None else time.monotonic() + max_time
+        deadline = None if max_time is None or len(functions) == 1 else time.monotonic() + max_time
         pieces = []
         for i, (fn, key) in enumerate(zip(functions, keys, strict=True)):
             if deadline is not None:  # this run's share of the time left (at least one chunk)
