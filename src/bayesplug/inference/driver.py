@@ -434,7 +434,7 @@ def place_chains(carry: Any, data: Any, num_chains: int) -> tuple[Any, Any]:
     """
     plan = _DEVICES.get()
     devices = plan.devices if plan is not None else [jax.local_devices()[0]]
-    count = max(n for n in range(1, len(devices) + 1) if num_chains % n == 0)
+    count = _dividing_count(len(devices), num_chains)
     if count == 1:
         return carry, data
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
@@ -475,7 +475,7 @@ def map_over_devices(function: Any, items: Any, *shared: Any) -> Any:
     # across hosts each process computes every item on its own devices (no collectives)
     devices = [d for d in devices if d.process_index == jax.process_index()]
     size = jax.tree.leaves(items)[0].shape[0]
-    count = max(n for n in range(1, len(devices) + 1) if size % n == 0)
+    count = _dividing_count(len(devices), size)
     if count == 1:
         return function(items, *shared)
     from jax.sharding import Mesh, PartitionSpec
@@ -490,6 +490,11 @@ def map_over_devices(function: Any, items: Any, *shared: Any) -> Any:
         check_vma=False,  # a per-item loop inside (lax.map's scan) mixes split and whole values
     )
     return split(items, *shared)
+
+
+def _dividing_count(num_devices: int, size: int) -> int:
+    """The most devices (at most ``num_devices``) that split ``size`` items evenly."""
+    return max(n for n in range(1, num_devices + 1) if size % n == 0)
 
 
 def _placed(value: Any, sharding: Any) -> Any:
