@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from bayesplug._compilation_cache import cache_folder
 
 CHILD = r"""
@@ -79,3 +81,60 @@ def test_the_cache_can_be_moved_and_turned_off(tmp_path, monkeypatch):
     assert cache_folder() == tmp_path / "bayesplug" / "jax"
     off = _run(tmp_path, 20, "off")
     assert off["dir"] in (None, "") and off["hits"] == 0
+
+
+REPEATED_FIT_CHILD = r"""
+import json, sys
+import jax, numpy as np, numpyro, numpyro.distributions as dist
+import bayesplug as bp
+
+misses = [0]
+def listen(event, **kwargs):
+    if event.endswith("/cache_misses"):
+        misses[0] += 1
+jax.monitoring.register_event_listener(listen)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+def regression(x, y=None):
+    a = numpyro.sample("a", dist.Normal(0, 1))
+    s = numpyro.sample("s", dist.HalfNormal(1))
+    with numpyro.plate("n", x.shape[0]):
+        numpyro.sample("y", dist.Normal(a * x, s), obs=y)
+
+x = np.linspace(-1, 1, 20)
+if sys.argv[1] == "flow_vi":
+    model, options = regression, {"num_steps": 200, "num_draws": 512}
+    data = [{"x": x, "y": 2 * x}, {"x": x, "y": 1.0 - x}]
+else:  # ppg, as benchmarks/sbc.py runs it
+    model = bp.models.LinearGaussianSSM(A=dist.Uniform(0.0, 1.0))
+    options = {"num_iterations": 30, "burn_in": 10, "num_chains": 1, "num_particles": 16}
+    data = [{"y": np.sin(x)}, {"y": np.cos(x)}]
+counts = []
+for seed, d in enumerate(data):  # other data values, another seed: the same programs
+    before = misses[0]
+    bp.fit(model, d, method=sys.argv[1], seed=seed, progress=False, **options)
+    counts.append(misses[0] - before)
+print(json.dumps(counts))
+"""
+
+
+@pytest.mark.parametrize("method", ["flow_vi", "ppg"])
+def test_a_repeated_fit_compiles_nothing_new(tmp_path, method):
+    """flow_vi's standardisation (shift and scale from the warm start), ppg's observations and
+    keys, and the data are the programs' arguments, not constants baked into them, so fitting
+    the same model again with other data values and another seed (SBC, ``fit_many``) loads
+    every program from the cache (before, each fit compiled its training loop or chunk afresh:
+    SBC at M = 200 wrote ~200 chunks)."""
+    env = {**os.environ, "BAYESPLUG_CACHE": str(tmp_path / "cache"), "JAX_PLATFORMS": "cpu"}
+    out = subprocess.run(
+        [sys.executable, "-c", REPEATED_FIT_CHILD, method],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=True,
+        cwd=tmp_path,
+    )
+    first, second = json.loads(out.stdout.strip().splitlines()[-1])
+    assert first > 0, "the first fit compiled nothing: the check below would be empty"
+    assert second == 0, f"the second fit compiled {second} programs afresh"

@@ -230,6 +230,28 @@ def test_enumerate_shares_max_time_between_its_runs(monkeypatch):
     assert 4.9 < given[0] <= 5.0  # half of 10 s for the first of two categories
 
 
+def test_ctrl_c_in_one_category_stops_the_enumerated_fit(interrupt_at_chunk, monkeypatch):
+    """Ctrl-C during the first category's run: the second runs one chunk, not a whole run."""
+    from bayesplug.inference.nested import USER_STOP_SECONDS, NestedBackend
+
+    given, real = [], NestedBackend._sample
+
+    def record(self, fn, data, key, progress, **options):
+        given.append(options["max_time"])
+        return real(self, fn, data, key, progress, **options)
+
+    monkeypatch.setattr(NestedBackend, "_sample", record)
+    interrupt_at_chunk(2)
+    with pytest.warns(bp.InterruptedRunWarning, match="Ctrl-C during category 1 of 2"):
+        fit = bp.fit(TwoWidths(), {"y": [0.5, -0.3]}, method="nested", strategy="enumerate",
+                     num_live=100, progress=False)  # fmt: skip
+    assert given == [None, USER_STOP_SECONDS]
+    # a category's first chunk is one step: both runs stopped after a few steps (a whole run
+    # of this problem takes ~60), and both categories are in the result
+    assert fit.idata.attrs["num_steps"] <= 12 and fit.idata.attrs["converged"] == 0
+    assert (fit.discrete_posterior("width")["num_points"] > 0).all()
+
+
 def test_a_cluster_is_refused_where_it_cannot_act(tmp_path):
     y = {"y": [0.0]}
     with pytest.raises(bp.InputError, match="cluster.*strategy='enumerate'") as info:

@@ -221,12 +221,10 @@ class FlowVIBackend:
             diverged=int(bad),
         )
         _warn_if_stopped(stage, flow, init_scale, learning_rate, num_steps)
-        return _weighted_draws(
-            stage, bridge, data, shift, scale, draw_key, num_draws, importance, attrs
-        )
+        return _weighted_draws(stage, bridge, draw_key, num_draws, importance, attrs)
 
 
-def _weighted_draws(stage, bridge, data, shift, scale, draw_key, num_draws, importance, attrs):
+def _weighted_draws(stage, bridge, draw_key, num_draws, importance, attrs):
     """Draws from the trained flow mapped back to the model's sites, their importance weights
     against the posterior (PSIS, k-hat, the evidence estimate) and the result."""
     import arviz  # noqa: F401  (imported before the clock starts: PSIS below uses it)
@@ -235,13 +233,12 @@ def _weighted_draws(stage, bridge, data, shift, scale, draw_key, num_draws, impo
     run, state, elbo_trace = stage.run, stage.state, stage.elbo
     draw_start = time.perf_counter()
 
-    def constrain(v):
+    def constrain(v, inputs):
+        data, shift, scale = inputs
         u = shift + scale * v[:dim]
         return u, bridge.constrain_with_deterministic(u, data)
 
-    log_q, log_p, us, samples, draw_compile = _draw(
-        stage, constrain, state, data, draw_key, num_draws
-    )
+    log_q, log_p, us, samples, draw_compile = _draw(stage, constrain, state, draw_key, num_draws)
     attrs["compile_time"] += draw_compile
     weights = _Weights(log_p, log_q)
     attrs.update(weights.attrs)
@@ -346,6 +343,7 @@ class _Stage:
     svi: Any
     guide: Any
     log_joint: Any
+    inputs: Any  # (data, shift, scale): the arguments of the programs
     state: Any
     run: Any
     elbo: np.ndarray
@@ -376,27 +374,30 @@ def _optimizer(settings, num_steps: int):
     return optax.chain(tx, plateau)
 
 
-def _standardised_target(bridge, shift, scale, pad: int):
+def _standardised_target(bridge, pad: int):
     """The log joint of w, u = shift + scale * w (a padding coordinate is N(0, 1)), and the
-    NumPyro program of one site ``w`` that carries it."""
+    NumPyro program of one site ``w`` that carries it. Both take ``inputs = (data, shift,
+    scale)``: shift and scale are arguments, not constants, so the compiled programs do not
+    depend on them and repeated fits of one model (SBC, ``fit_many``, a second process) reuse
+    them from JAX's caches."""
     import numpyro
     import numpyro.distributions as dist
     from numpyro.distributions import constraints
 
     dim = bridge.dim
-    log_det = jnp.sum(jnp.log(scale))
 
     @jax.jit  # compiled once: SVI.init and the autoguides' set-up call it eagerly
-    def log_joint(w, data):
-        value = bridge.log_density(shift + scale * w[:dim], data) + log_det
+    def log_joint(w, inputs):
+        data, shift, scale = inputs
+        value = bridge.log_density(shift + scale * w[:dim], data) + jnp.sum(jnp.log(scale))
         if pad:
             value = value - 0.5 * w[dim] ** 2 - 0.5 * math.log(2 * math.pi)
         return value
 
-    def target(data):
+    def target(inputs):
         shape = (dim + pad,)
         w = numpyro.sample(SITE, dist.ImproperUniform(constraints.real_vector, (), shape))
-        numpyro.factor("log_joint", log_joint(w, data))
+        numpyro.factor("log_joint", log_joint(w, inputs))
 
     return log_joint, target
 
@@ -421,30 +422,31 @@ def _train(
 
     dim = bridge.dim
     guide_key, svi_key = jax.random.split(key)
-    log_joint, target = _standardised_target(bridge, shift, scale, pad)
+    log_joint, target = _standardised_target(bridge, pad)
+    inputs = (data, jnp.asarray(shift), jnp.asarray(scale))
     guide = make_guide(flow, target, dim + pad, num_flows, init_scale, guide_key, tails)
     tol = settings["tol"]
     tx = _optimizer(settings, num_steps)
     num_particles = settings["num_particles"]
     svi = SVI(target, guide, optax_to_numpyro(tx), Trace_ELBO(num_particles=num_particles))
-    carry = svi_kernel.init(svi, svi_key, data)
+    carry = svi_kernel.init(svi, svi_key, inputs)
     kernel = svi_kernel.build_kernel(svi, max_skips=MAX_SKIPS)
     steps_per_chunk = min(WINDOW, num_steps)
     num_chunks = math.ceil(num_steps / steps_per_chunk)
 
-    def advance(carry, data):
+    def advance(carry, inputs):
         # a step whose ELBO or new parameters are not finite is refused (a rare draw in a tail
         # can do that); MAX_SKIPS in a row means the optimisation has diverged
-        carry, info = jax.lax.scan(lambda c, _: kernel(c, data), carry, None, steps_per_chunk)
+        carry, info = jax.lax.scan(lambda c, _: kernel(c, inputs), carry, None, steps_per_chunk)
         return carry, (info.elbo, _plateau_scale(carry.svi_state, tol))
 
     compile_start = time.perf_counter()
-    compiled = jax.jit(advance).lower(carry, data).compile()
+    compiled = jax.jit(advance).lower(carry, inputs).compile()
     compile_time = time.perf_counter() - compile_start
 
     learning_rate = settings["learning_rate"]
     run = run_in_chunks(
-        lambda c: compiled(c, data),
+        lambda c: compiled(c, inputs),
         carry,
         num_chunks=num_chunks,
         steps_per_chunk=steps_per_chunk,
@@ -466,6 +468,7 @@ def _train(
         svi=svi,
         guide=guide,
         log_joint=log_joint,
+        inputs=inputs,
         state=state,
         run=run,
         elbo=elbo,
@@ -493,7 +496,7 @@ def _plateau_scale(state, tol):
     return jnp.asarray(chain_state[-1].scale)
 
 
-def _draw(stage, constrain, state, data, key, num_draws):
+def _draw(stage, constrain, state, key, num_draws):
     """``num_draws`` draws v ~ q, in batches: log q(v), log p(y, v), the model's unconstrained
     vector u and its constrained sites. One compiled function, from the SVI state on (eager
     operations would each compile on first use, inside the timed drawing); the draws are split
@@ -501,23 +504,23 @@ def _draw(stage, constrain, state, data, key, num_draws):
     from numpyro import handlers
     from numpyro.infer.util import log_density
 
-    def some(keys, params):  # the draws of one device
+    def some(keys, params, inputs):  # the draws of one device
         def one(key):
-            log_q, trace = log_density(handlers.seed(stage.guide, key), (data,), {}, params)
+            log_q, trace = log_density(handlers.seed(stage.guide, key), (inputs,), {}, params)
             v = trace[SITE]["value"]
-            u, sites = constrain(v)
-            return log_q, stage.log_joint(v, data), u, sites
+            u, sites = constrain(v, inputs)
+            return log_q, stage.log_joint(v, inputs), u, sites
 
         return jax.lax.map(one, keys, batch_size=512)
 
-    def draws(state, key):
+    def draws(state, key, inputs):
         params = stage.svi.get_params(state)
-        return map_over_devices(some, jax.random.split(key, num_draws), params)
+        return map_over_devices(some, jax.random.split(key, num_draws), params, inputs)
 
     start = time.perf_counter()
-    compiled = jax.jit(draws).lower(state, key).compile()
+    compiled = jax.jit(draws).lower(state, key, stage.inputs).compile()
     compile_time = time.perf_counter() - start
-    log_q, log_p, us, sites = compiled(state, key)
+    log_q, log_p, us, sites = compiled(state, key, stage.inputs)
     samples = {k: np.asarray(a) for k, a in sites.items()}
     return np.asarray(log_q, float), np.asarray(log_p, float), np.asarray(us), samples, compile_time
 

@@ -71,6 +71,7 @@ class _Compiled(NamedTuple):
 
 
 _CACHE_SIZE = 8
+USER_STOP_SECONDS = 1e-3  # after Ctrl-C, each category left runs its first chunk only
 CHUNK_SECONDS = 0.5  # target wall time of one chunk (Ctrl-C and max_time act between chunks)
 # The default num_delete is at most this (a user's value is kept). It was a hard cap on CPU: the
 # "hang" of issue 16 (num_live=1000 on the cosmic chronometers, num_delete 100) was jaxlib 0.10's
@@ -216,7 +217,9 @@ class NestedBackend:
         Z = (1/K) sum_k Z_k and everything downstream is as for ``"embed"``. In this process the
         runs share ``max_time`` (each gets its part of what is left); with ``cluster`` they run
         as Dask tasks (:func:`bayesplug.many.map_tasks`), each with the whole ``max_time``, and
-        give the same draws as here.
+        give the same draws as here. Ctrl-C during one category's run here stops the fit: each
+        category after it runs its first chunk only (every category stays in the pooled result,
+        marked unconverged).
         """
         if cluster is not None and strategy != "enumerate":
             raise InputError(
@@ -281,11 +284,23 @@ class NestedBackend:
         """One run per function, in this process; a ``max_time`` is shared out as it goes."""
         max_time = options["max_time"]
         deadline = None if max_time is None or len(functions) == 1 else time.monotonic() + max_time
-        pieces = []
+        pieces, stopped = [], False
         for i, (fn, key) in enumerate(zip(functions, keys, strict=True)):
             if deadline is not None:  # this run's share of the time left (at least one chunk)
                 left = max(deadline - time.monotonic(), 1e-3)
                 options = {**options, "max_time": left / (len(functions) - i)}
+            if not stopped and pieces and pieces[-1][2]["stopped_by_user"]:
+                stopped = True
+                warnings.warn(
+                    f"Ctrl-C during category {i} of {len(functions)}: the remaining "
+                    f"{len(functions) - i} run one chunk each so that every category is in "
+                    "the result, which is unconverged. Fit again to finish.",
+                    InterruptedRunWarning,
+                    stacklevel=4,
+                )
+            if stopped:  # Ctrl-C stops the whole fit; every later category runs one chunk only,
+                # so that each is in the pooled result (leaving one out would bias Z silently)
+                options = {**options, "max_time": USER_STOP_SECONDS}
             pieces.append(self._sample(fn, data, key, progress, **options))
         return pieces
 
@@ -360,6 +375,7 @@ class NestedBackend:
             "num_steps": num_steps,
             "likelihood_evaluations": num_live + sum(_evaluations(b) for b in run.outputs),
             "converged": int(is_converged),
+            "stopped_by_user": int(run.interrupted and "Ctrl-C" in run.reason),
             "sampling_time": run.seconds,
             "compile_time": compile_time,
         }

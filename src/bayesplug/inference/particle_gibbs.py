@@ -382,35 +382,49 @@ class ParticleGibbsBackend:
             backward=backward,
             max_trials=max_trials,
         )
-        step = build_kernel(
-            model, y, params, mode, functionals=functionals, optimizer=optimizer,
-            theta_steps=theta_steps, burn_in=burn_in, **kw,
-        )  # fmt: skip
+
+        def kernel_for(y):  # y is an argument of the compiled programs, not a constant in them
+            return build_kernel(
+                model, y, params, mode, functionals=functionals, optimizer=optimizer,
+                theta_steps=theta_steps, burn_in=burn_in, **kw,
+            )  # fmt: skip
+
         _, names = resolve_functionals(model, params.theta(eta0), y, functionals)
         k_init, k_run = jax.random.split(rng_key)
         first = jax.jit(
-            jax.vmap(lambda k: _init(k, model, y, params, eta0, mode, optimizer, step_size, **kw))
+            jax.vmap(
+                lambda k, y, eta: _init(k, model, y, params, eta, mode, optimizer, step_size, **kw),
+                in_axes=(0, None, None),
+            )
         )  # fmt: skip
-        state, increments = first(jax.random.split(k_init, num_chains))
+        state, increments = first(jax.random.split(k_init, num_chains), y, eta0)
         check_finite_filter(increments, "PPG (the first particle pass)")
-        run = _run_chains(step, state, k_run, num_iterations, num_chains, mode, progress, max_time)
+        run = _run_chains(
+            kernel_for, y, state, k_run, num_iterations, num_chains, mode, progress, max_time
+        )
         outs = _collect(run, num_iterations, burn_in, mode)
         return _result(outs, run, params, model, mode, theta, burn_in, thinning, backward, names)
 
 
-def _run_chains(step, state, key, num_iterations, num_chains, mode, progress, max_time):
-    """The kernel vmapped over chains, in at most 20 jitted chunks under the driver; each
-    iteration's keys come from one split of ``key`` made up front."""
+def _run_chains(kernel_for, y, state, key, num_iterations, num_chains, mode, progress, max_time):
+    """The kernel ``kernel_for(y)`` vmapped over chains, in at most 20 jitted chunks under the
+    driver; each iteration's keys come from one split of ``key`` made up front. The
+    observations and the keys are the chunk's arguments, so another data set or seed of the
+    same shapes reuses the compiled chunk (JAX's persistent cache: SBC, ``fit_many``)."""
     num_chunks = min(20, num_iterations)
     length = math.ceil(num_iterations / num_chunks)
     keys = jax.random.split(key, (num_chunks * length, num_chains))
 
     @jax.jit
-    def advance(carry):
+    def chunk_of(carry, y, keys):
         state, chunk = carry
+        step = kernel_for(y)
         block = jax.lax.dynamic_slice_in_dim(keys, chunk * length, length)
         state, outs = jax.lax.scan(lambda s, k: jax.vmap(step)(k, s), state, block)
         return (state, chunk + 1), outs
+
+    def advance(carry):
+        return chunk_of(carry, y, keys)
 
     def postfix(carry, outs):
         info = {"loglik": f"{float(np.mean(outs.log_likelihood[-1])):.1f}"}

@@ -346,11 +346,12 @@ class StateSpaceModel(ModelBase):
         }
         y = jnp.asarray(data["y"])[:steps]
 
-        def one(path, values):
+        def one(path, values, y):  # y an argument: another data set reuses the compiled code
             theta = {**self.fixed, **values}
             return jax.vmap(lambda a, b: self.emission_dist(theta, a).log_prob(b))(path, y)
 
-        out = jax.jit(jax.vmap(one))(x.reshape((chains * draws,) + x.shape[2:]), flat)
+        paths = x.reshape((chains * draws,) + x.shape[2:])
+        out = jax.jit(jax.vmap(one, in_axes=(0, 0, None)))(paths, flat, y)
         return {"y": np.asarray(out).reshape(chains, draws, steps)}
 
     def predict(self, samples, data, inputs, rng_key) -> dict[str, Any]:
