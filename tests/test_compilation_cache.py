@@ -40,10 +40,12 @@ print(json.dumps({**events, "dir": jax.config.jax_compilation_cache_dir}))
 """
 
 
-def _run(tmp_path, n, setting):
+def _run(tmp_path, n, setting, script=CHILD):
+    """Run ``script`` with argument ``n`` in a child process with ``BAYESPLUG_CACHE=setting``;
+    its last line of output, parsed as JSON."""
     env = {**os.environ, "BAYESPLUG_CACHE": setting, "JAX_PLATFORMS": "cpu"}
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, str(n)],
+        [sys.executable, "-c", script, str(n)],
         capture_output=True,
         text=True,
         env=env,
@@ -125,16 +127,6 @@ def test_a_repeated_fit_compiles_nothing_new(tmp_path, method):
     the same model again with other data values and another seed (SBC, ``fit_many``) loads
     every program from the cache (before, each fit compiled its training loop or chunk afresh:
     SBC at M = 200 wrote ~200 chunks)."""
-    env = {**os.environ, "BAYESPLUG_CACHE": str(tmp_path / "cache"), "JAX_PLATFORMS": "cpu"}
-    out = subprocess.run(
-        [sys.executable, "-c", REPEATED_FIT_CHILD, method],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-        check=True,
-        cwd=tmp_path,
-    )
-    first, second = json.loads(out.stdout.strip().splitlines()[-1])
+    first, second = _run(tmp_path, method, str(tmp_path / "cache"), REPEATED_FIT_CHILD)
     assert first > 0, "the first fit compiled nothing: the check below would be empty"
     assert second == 0, f"the second fit compiled {second} programs afresh"
