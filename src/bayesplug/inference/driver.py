@@ -69,6 +69,7 @@ class ChunkedRun:
     outputs: list[Any] = field(default_factory=list)
     interrupted: bool = False
     reason: str = ""
+    by_user: bool = False  # interrupted by Ctrl-C (not by max_time)
     seconds: float = 0.0
     resumed_chunks: int = 0
 
@@ -349,7 +350,7 @@ def run_in_chunks(
                 run.reason = f"the wall-clock limit max_time={max_time:g} s was reached"
                 break
     except KeyboardInterrupt:
-        run.interrupted = True
+        run.interrupted = run.by_user = True
         run.reason = "interrupted by the user (Ctrl-C)"
     finally:
         bar.close()

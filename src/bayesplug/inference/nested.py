@@ -375,7 +375,7 @@ class NestedBackend:
             "num_steps": num_steps,
             "likelihood_evaluations": num_live + sum(_evaluations(b) for b in run.outputs),
             "converged": int(is_converged),
-            "stopped_by_user": int(run.interrupted and "Ctrl-C" in run.reason),
+            "stopped_by_user": int(run.by_user),
             "sampling_time": run.seconds,
             "compile_time": compile_time,
         }
