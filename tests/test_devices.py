@@ -61,6 +61,64 @@ def test_four_host_devices_give_the_draws_of_one():
         assert result["max_abs_diff"] < 1e-4 * result["sd"], (method, result)
 
 
+ITEMS_CHILD = (
+    r"""
+import json, warnings
+"""
+    + SETUP
+    + r"""
+lg = bp.models.LinearGaussianSSM(A=0.8, Q=0.5, C=1.0, R=1.0)
+series = {"y": np.asarray(lg.simulate(jax.random.PRNGKey(0), 40)["y"])}
+runs = {
+    # mini-batch split (data-parallel gradients)
+    "svi": (model, data, {"num_steps": 300, "batch_size": 20, "num_draws": 200}, "b"),
+    # live points and the slice chains' likelihood evaluations split; nested sampling's path
+    # amplifies float rounding like NUTS's warm-up (ln Z agrees to 6e-6 after 20 steps, the
+    # runs part after ~60), so the plumbing is checked on 10 steps
+    "nested": (model, data, {"num_live": 200, "num_delete": 20, "max_steps": 10}, None),
+    # particles split
+    "paris": (lg, series, {"num_particles": 64, "num_chains": 2, "num_paths": 50}, "x"),
+    "ppg": (
+        lg, series, {"num_particles": 32, "num_chains": 2, "num_iterations": 30, "burn_in": 10}, "x"
+    ),
+}
+report = {"device_count": jax.device_count()}
+for method, (m, d, options, name) in runs.items():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        split = bp.fit(m, d, method=method, seed=4, progress=False, **options)
+        single = bp.fit(m, d, method=method, seed=4, progress=False, devices=1, **options)
+    if name is None:  # ln Z against its error
+        (a, _), (b, sd) = split.log_evidence, single.log_evidence
+    else:
+        a, b = split.idata.posterior[name].values, single.idata.posterior[name].values
+        sd = np.std(b)
+    report[method] = {
+        "used": [int(split.idata.attrs["num_devices"]), int(single.idata.attrs["num_devices"])],
+        "max_abs_diff": float(np.max(np.abs(a - b))),
+        "sd": float(sd),
+    }
+print("REPORT" + json.dumps(report))
+"""
+)
+
+
+def test_four_host_devices_split_particles_live_points_and_batches():
+    """PaRIS / PPG particles, nested sampling's live points and SVI's mini-batches split over 4
+    devices: the same results as one device (the same random numbers; sums reassociated)."""
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    done = subprocess.run(
+        [sys.executable, "-c", ITEMS_CHILD], env=env, capture_output=True, text=True, timeout=900
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.split("REPORT")[-1])
+    assert report["device_count"] == 4
+    for method in ("svi", "nested", "paris", "ppg"):
+        result = report[method]
+        assert result["used"] == [4, 1], (method, result)
+        assert result["max_abs_diff"] < 1e-4 * result["sd"], (method, result)
+
+
 def test_a_device_count_this_machine_lacks_is_refused():
     def model(y=None):
         import numpyro

@@ -16,6 +16,7 @@ import numpy as np
 from numpyro.primitives import Messenger
 
 from ..errors import InputError
+from .driver import split_over_devices
 
 __all__ = ["MiniBatches", "scale_likelihood"]
 
@@ -76,7 +77,9 @@ class MiniBatches:
         if self.batch_size is None or self.batch_size == self.num_data:
             return data
         index = jax.random.randint(key, (self.batch_size,), 0, self.num_data)
-        return {k: (v[index] if k in self.keys else v) for k, v in data.items()}
+        batch = {k: (v[index] if k in self.keys else v) for k, v in data.items()}
+        # data-parallel gradients: the batch split over the devices in use, if any
+        return split_over_devices(batch, self.batch_size)
 
 
 class _ScaleLikelihood(Messenger):

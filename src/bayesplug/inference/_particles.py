@@ -18,6 +18,8 @@ One pass over t = 0 … T-1 (``lax.scan`` over time, ``vmap`` over particles):
 3. statistics τ_{t+1}^i = (1/Ñ) Σ_j [τ_t^{J_ij} + h̃_t(ξ_t^{J_ij}, ξ_{t+1}^i)] for each additive
    functional; the estimate at T-1 is Σ_i ω^i τ^i / Σ_i ω^i.
 
+Inside :func:`~bayesplug.inference.driver.using_devices` the particles are split over the
+devices (:func:`~bayesplug.inference.driver.split_over_devices`): the same draws as on one.
 Memory is O(N) per step unless paths are kept (``keep_paths``: the particles and backward
 indices of every step, from which smoothing trajectories are traced — the new reference of PPG).
 """
@@ -31,6 +33,8 @@ import jax
 import jax.numpy as jnp
 from blackjax.smc import resampling
 from jax.scipy.special import logsumexp
+
+from .driver import split_over_devices
 
 __all__ = [
     "FilterState",
@@ -244,7 +248,8 @@ def make_pass(
             x0 = x0.at[0].set(reference_0)
         log_w0 = jax.vmap(log_g, (0, None))(x0, y[0])
         tau0 = jax.vmap(functional.init)(x0)
-        return FilterState(x0, log_w0, tau0, logsumexp(log_w0) - jnp.log(n))
+        state = FilterState(x0, log_w0, tau0, logsumexp(log_w0) - jnp.log(n))
+        return split_over_devices(state, n)
 
     def step(state, inputs):
         x, log_w, tau, log_lik = state
@@ -273,7 +278,8 @@ def make_pass(
         tau_new = jax.vmap(stat)(j, x_new)
         inc = logsumexp(log_w_new) - jnp.log(n)
         out = (inc, acceptance) + ((x_new, j) if keep_paths else ())
-        return FilterState(x_new, log_w_new, tau_new, log_lik + inc), out
+        state = FilterState(x_new, log_w_new, tau_new, log_lik + inc)
+        return split_over_devices(state, n), out
 
     return init, step
 

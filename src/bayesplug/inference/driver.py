@@ -50,10 +50,12 @@ __all__ = [
     "Checkpoint",
     "active_checkpoint",
     "checkpointing",
+    "devices_in_use",
     "initialize_hosts",
     "map_over_devices",
     "place_chains",
     "run_in_chunks",
+    "split_over_devices",
     "using_devices",
 ]
 
@@ -386,6 +388,7 @@ class _DevicePlan:
     def __init__(self, devices: list[Any] | None) -> None:
         self.devices = devices
         self.used = 1  # the most devices any loop of the run was split over
+        self.chains_split = False  # place_chains split this run's chains: items stay whole
 
 
 _DEVICES: contextvars.ContextVar[_DevicePlan | None] = contextvars.ContextVar(
@@ -395,7 +398,10 @@ _DEVICES: contextvars.ContextVar[_DevicePlan | None] = contextvars.ContextVar(
 
 @contextlib.contextmanager
 def using_devices(devices: int | list[Any] | None = None) -> Iterator[_DevicePlan]:
-    """Split the chains of every backend run inside this block over ``devices``.
+    """Split the work of every backend run inside this block over ``devices``: the chains of
+    NUTS and SG-MCMC (:func:`place_chains`), else interacting items — PaRIS / PPG particles,
+    nested sampling's live points, SVI and SG-MCMC mini-batches
+    (:func:`split_over_devices`) — and draws from a fitted flow (:func:`map_over_devices`).
 
     Parameters
     ----------
@@ -444,6 +450,7 @@ def place_chains(carry: Any, data: Any, num_chains: int) -> tuple[Any, Any]:
     split = NamedSharding(mesh, PartitionSpec("chains"))
     whole = NamedSharding(mesh, PartitionSpec())
     plan.used = max(plan.used, count)
+    plan.chains_split = True
 
     def place(leaf):
         chained = np.ndim(leaf) > 0 and np.shape(leaf)[0] == num_chains
@@ -491,6 +498,54 @@ def map_over_devices(function: Any, items: Any, *shared: Any) -> Any:
         check_vma=False,  # a per-item loop inside (lax.map's scan) mixes split and whole values
     )
     return split(items, *shared)
+
+
+def devices_in_use() -> tuple[Any, ...]:
+    """The devices of the enclosing :func:`using_devices` block (empty outside one): part of
+    the key of an in-process cache of compiled programs, whose layout depends on them."""
+    plan = _DEVICES.get()
+    return () if plan is None else tuple(plan.devices)
+
+
+def split_over_devices(tree: Any, size: int) -> Any:
+    """``tree`` with every leaf whose leading axis has length ``size`` laid out split along it
+    over this process's devices in use (the most that divide ``size``), the rest replicated:
+    interacting items — particles, live points, a mini-batch — whose sums, cumulative sums and
+    gathers across items XLA's partitioner then runs with collectives
+    (``jax.lax.with_sharding_constraint``; usable inside ``jit`` and ``vmap``, where the mapped
+    axis stays whole). JAX's random bits do not depend on the layout (partitionable threefry),
+    so the result is one device's to floating-point reassociation.
+
+    Outside :func:`using_devices`, with one device, or in a run whose chains
+    :func:`place_chains` split (each device then holds whole chains), ``tree`` is returned as
+    it is.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> particles = split_over_devices({"x": jnp.zeros((8, 2)), "t": jnp.ones(())}, 8)
+    >>> particles["x"].shape
+    (8, 2)
+    """
+    plan = _DEVICES.get()
+    if plan is None or plan.chains_split:
+        return tree
+    devices = [d for d in plan.devices if d.process_index == jax.process_index()]
+    count = _dividing_count(len(devices), size)
+    if count == 1:
+        return tree
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    plan.used = max(plan.used, count)
+    mesh = Mesh(np.asarray(devices[:count]), ("items",))
+    split = NamedSharding(mesh, PartitionSpec("items"))
+    whole = NamedSharding(mesh, PartitionSpec())
+
+    def place(leaf):
+        along = np.ndim(leaf) > 0 and np.shape(leaf)[0] == size
+        return jax.lax.with_sharding_constraint(leaf, split if along else whole)
+
+    return jax.tree.map(place, tree)
 
 
 def _dividing_count(num_devices: int, size: int) -> int:

@@ -48,7 +48,7 @@ from .._linalg import one_at_a_time, uses_lapack
 from ..bridge import Bridge
 from ..errors import BayesplugError, ConvergenceWarning, InputError, InterruptedRunWarning
 from ..protocols import MAX_TIME, Model, Option, RawResult, positive, positive_int
-from .driver import active_checkpoint, run_in_chunks
+from .driver import active_checkpoint, devices_in_use, run_in_chunks, split_over_devices
 from .resampling import systematic_resample
 
 __all__ = ["NestedBackend", "NestedRun", "build_chunk", "converged", "simulate_log_weights"]
@@ -337,11 +337,12 @@ class NestedBackend:
             num_inner_steps,
             float(dlogz),
             bool(jax.config.jax_enable_x64),
+            devices_in_use(),  # the compiled chunk's layout
         )
         cached, cache_key = _cached(cache_key, bridge, algorithm)
         positions = bridge.sample_prior(init_key, num_live, data)
         _check_initial_points(cached.log_likelihood(positions, data), num_live)
-        state = cached.init(positions, data, init_key)
+        state = split_over_devices(cached.init(positions, data, init_key), num_live)
         advance = build_chunk(
             algorithm,
             steps_per_chunk=steps_per_chunk,
@@ -471,15 +472,11 @@ def _algorithm(bridge: Bridge, num_inner_steps: int, num_delete: int) -> Callabl
         return jnp.where(jnp.isnan(value), -jnp.inf, value)
 
     def algorithm(data):
-        if _lapack_on_cpu(bridge, data):
-            sequential = one_at_a_time(checked)
+        per_point = one_at_a_time(checked) if _lapack_on_cpu(bridge, data) else checked
+        split = _split_when_batched(per_point)
 
-            def log_likelihood(u):
-                return sequential(u, data)
-        else:
-
-            def log_likelihood(u):
-                return checked(u, data)
+        def log_likelihood(u):
+            return split(u, data)
 
         return blackjax.nss(
             lambda u: bridge.log_prior(u, data),
@@ -489,6 +486,28 @@ def _algorithm(bridge: Bridge, num_inner_steps: int, num_delete: int) -> Callabl
         )
 
     return algorithm
+
+
+def _split_when_batched(log_likelihood: Callable) -> Callable:
+    """``log_likelihood(u, data)`` whose ``vmap`` over ``u`` (blackjax's parallel slice chains,
+    the live points) splits the batch over the devices in use
+    (:func:`~bayesplug.inference.driver.split_over_devices`): the evaluations, a nested run's
+    cost, run on every device. ``data`` is an argument (it may be traced), never batched."""
+
+    @jax.custom_batching.custom_vmap
+    def wrapped(u, data):
+        return log_likelihood(u, data)
+
+    @wrapped.def_vmap
+    def _split(axis_size, in_batched, u, data):
+        u_batched, data_batched = in_batched
+        data_axes = jax.tree.map(lambda b: 0 if b else None, data_batched)
+        if u_batched and not any(jax.tree.leaves(data_batched)):  # blackjax's chains
+            u = split_over_devices(u, axis_size)
+        in_axes = (0 if u_batched else None, data_axes)
+        return jax.vmap(log_likelihood, in_axes=in_axes)(u, data), True
+
+    return wrapped
 
 
 def _check_initial_points(log_likelihood, num_live: int) -> None:
@@ -560,7 +579,8 @@ def build_chunk(
             return state, key, buffer
 
         state, key, buffer = jax.lax.while_loop(cond, body, (state, key, empty))
-        return (state, key), buffer
+        # the live points stay split over the devices in use, chunk after chunk
+        return (split_over_devices(state, state.particles.loglikelihood.shape[0]), key), buffer
 
     return advance
 
