@@ -46,14 +46,20 @@ print("REPORT" + json.dumps(report))
 )
 
 
-def test_four_host_devices_give_the_draws_of_one():
+def _report_on_four_devices(script: str, timeout: int) -> dict:
+    """Run ``script`` in a child process that sees 4 XLA host devices; its REPORT line."""
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
     done = subprocess.run(
-        [sys.executable, "-c", CHILD], env=env, capture_output=True, text=True, timeout=600
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=timeout
     )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.split("REPORT")[-1])
     assert report["device_count"] == 4
+    return report
+
+
+def test_four_host_devices_give_the_draws_of_one():
+    report = _report_on_four_devices(CHILD, timeout=600)
     for method in ("nuts", "sgld", "flow_vi"):
         result = report[method]
         assert result["used"] == [4, 1], (method, result)
@@ -106,13 +112,7 @@ print("REPORT" + json.dumps(report))
 def test_four_host_devices_split_particles_live_points_and_batches():
     """PaRIS / PPG particles, nested sampling's live points and SVI's mini-batches split over 4
     devices: the same results as one device (the same random numbers; sums reassociated)."""
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
-    done = subprocess.run(
-        [sys.executable, "-c", ITEMS_CHILD], env=env, capture_output=True, text=True, timeout=900
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    report = json.loads(done.stdout.split("REPORT")[-1])
-    assert report["device_count"] == 4
+    report = _report_on_four_devices(ITEMS_CHILD, timeout=900)
     for method in ("svi", "nested", "paris", "ppg"):
         result = report[method]
         assert result["used"] == [4, 1], (method, result)
