@@ -441,15 +441,10 @@ def place_chains(carry: Any, data: Any, num_chains: int) -> tuple[Any, Any]:
     """
     plan = _DEVICES.get()
     devices = plan.devices if plan is not None else [jax.local_devices()[0]]
-    count = _dividing_count(len(devices), num_chains)
-    if count == 1:
+    shardings = _split_and_whole(plan, devices, num_chains, "chains")
+    if shardings is None:
         return carry, data
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec
-
-    mesh = Mesh(np.asarray(devices[:count]), ("chains",))
-    split = NamedSharding(mesh, PartitionSpec("chains"))
-    whole = NamedSharding(mesh, PartitionSpec())
-    plan.used = max(plan.used, count)
+    split, whole = shardings
     plan.chains_split = True
 
     def place(leaf):
@@ -531,21 +526,29 @@ def split_over_devices(tree: Any, size: int) -> Any:
     if plan is None or plan.chains_split:
         return tree
     devices = [d for d in plan.devices if d.process_index == jax.process_index()]
-    count = _dividing_count(len(devices), size)
-    if count == 1:
+    shardings = _split_and_whole(plan, devices, size, "items")
+    if shardings is None:
         return tree
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec
-
-    plan.used = max(plan.used, count)
-    mesh = Mesh(np.asarray(devices[:count]), ("items",))
-    split = NamedSharding(mesh, PartitionSpec("items"))
-    whole = NamedSharding(mesh, PartitionSpec())
+    split, whole = shardings
 
     def place(leaf):
         along = np.ndim(leaf) > 0 and np.shape(leaf)[0] == size
         return jax.lax.with_sharding_constraint(leaf, split if along else whole)
 
     return jax.tree.map(place, tree)
+
+
+def _split_and_whole(plan, devices: list[Any], size: int, axis: str) -> tuple[Any, Any] | None:
+    """Shardings over the most of ``devices`` that divide ``size``: (split along the leading
+    axis, replicated), recorded in ``plan.used``; None when that is one device."""
+    count = _dividing_count(len(devices), size)
+    if count == 1:
+        return None
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    plan.used = max(plan.used, count)
+    mesh = Mesh(np.asarray(devices[:count]), (axis,))
+    return NamedSharding(mesh, PartitionSpec(axis)), NamedSharding(mesh, PartitionSpec())
 
 
 def _dividing_count(num_devices: int, size: int) -> int:
