@@ -1,5 +1,7 @@
 """Nested sampling against closed-form evidences, discrete choices, and failure modes."""
 
+import collections
+
 import jax
 import numpy as np
 import numpyro
@@ -398,8 +400,45 @@ def test_lapack_likelihoods_are_found_and_evaluated_one_at_a_time():
     model, _ = gaussian_in_box(np.zeros(2))
     data = {"mu": jax.numpy.zeros(2)}
     assert not _lapack_on_cpu(Bridge.from_model(model, data), data)
+    # the package's GPs (bp.models.CovarianceNormal) are batched, not one point at a time
+    cc = bp.datasets.load("cosmic_chronometers")
+    for gp_model in (bp.models.MarginalisedGP(), bp.models.GP(kernel="matern32")):
+        data = {k: jax.numpy.asarray(v) for k, v in gp_model.validate(cc).items()}
+        assert not _lapack_on_cpu(Bridge.from_model(gp_model.model, data), data)
     # inside jit and cond too
     assert uses_lapack(
         jax.jit(lambda a: jax.lax.cond(True, jax.numpy.linalg.inv, lambda b: b, a)),
         jax.numpy.eye(2),
     )
+
+
+def test_chains_in_one_loop_sample_the_prior_inside_the_contour():
+    """The fused slice update (``inference._slice``) on its own: 4,000 chains started at one
+    point must end distributed as the prior N(0, I₂) restricted to the contour |x|² < 1.44
+    (no survivor is outside it), |x|² then has the CDF (1 - e^{-s/2}) / (1 - e^{-0.72}).
+    Kolmogorov-Smirnov at 4,000 draws: critical value 0.031 at α = 0.001. Every chain stays
+    inside, starts its birth contour at L₀ and counts at least two evaluations a step."""
+    import jax.numpy as jnp
+    from blackjax.ns.base import init_state_strategy
+
+    from bayesplug.inference._slice import fused_slice_update
+
+    init_state = jax.tree_util.Partial(
+        init_state_strategy,
+        logprior_fn=lambda x: -0.5 * jnp.sum(x**2),
+        loglikelihood_fn=lambda x: -jnp.sum(x**2),
+    )
+    n, steps, contour = 4000, 20, -1.44
+    start = jnp.tile(jnp.array([0.9, 0.3]), (8, 1))
+    particles = jax.vmap(lambda x: init_state(x))(start)
+    state = collections.namedtuple("Live", "particles")(particles)
+    update = jax.jit(fused_slice_update(init_state, steps, n))
+    new, info = update(jax.random.key(3), state, jnp.asarray(contour), 0.5 * jnp.eye(2))
+    radius2 = np.asarray(jnp.sum(new.position**2, -1))
+    assert np.all(radius2 < 1.44) and np.all(np.asarray(new.loglikelihood_birth) == contour)
+    cdf = lambda s: (1 - np.exp(-s / 2)) / (1 - np.exp(-0.72))  # noqa: E731
+    assert stats.kstest(radius2, cdf).statistic < 0.031
+    angle = np.arctan2(np.asarray(new.position[:, 1]), np.asarray(new.position[:, 0]))
+    assert stats.kstest(angle, stats.uniform(-np.pi, 2 * np.pi).cdf).statistic < 0.031
+    evaluations = np.asarray(info.num_expansions + info.num_shrink)
+    assert np.all(evaluations >= 2 * steps) and np.all(np.asarray(info.num_accepted) == steps)

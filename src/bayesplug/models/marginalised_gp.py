@@ -46,7 +46,7 @@ import numpyro.distributions as dist
 from .._validation import as_array, as_data_mapping, check_same_length, check_unknown_keys
 from ..errors import InputError, did_you_mean
 from .base import ModelBase
-from .gp import conditional_over_draws, exact_loo_log_likelihood
+from .gp import CovarianceNormal, conditional_over_draws, exact_loo_log_likelihood
 from .kernels import CORRELATIONS, covariance_1d
 
 __all__ = ["MarginalisedGP", "MeanFunction"]
@@ -315,9 +315,7 @@ class MarginalisedGP(ModelBase):
         params = self._parameters(x, y, yerr)
         cov = self._covariance(x, yerr, params)
         loc = self._mean_vector(x, params[2], params[3])
-        numpyro.sample(
-            "y", dist.MultivariateNormal(loc, scale_tril=jnp.linalg.cholesky(cov)), obs=y
-        )
+        numpyro.sample("y", CovarianceNormal(loc, cov), obs=y)
 
     # --- from posterior draws ------------------------------------------------------------------
     def _draw(self, sample, data):
