@@ -365,7 +365,7 @@ class Bridge:
 
         try:
             return jax.jit(draw)(rng_key, dict(data))
-        except TypeError:  # a concrete value needed (JAX's ConcretizationTypeError), or not an array
+        except TypeError:  # a concrete value needed (ConcretizationTypeError) or not an array
             return draw(rng_key, data)
 
 
