@@ -96,6 +96,18 @@ def test_covariance_normal_refuses_nothing_silently_and_draws_the_right_moments(
 
     bad = CovarianceNormal(jnp.zeros(2), jnp.array([[1.0, 2.0], [2.0, 1.0]]))
     assert np.isnan(bad.log_prob(jnp.zeros(2)))
+    from bayesplug.errors import InputError
+
+    with pytest.raises(InputError, match="loc"):  # a shape the user did not mean
+        CovarianceNormal(jnp.zeros((4, 3)), jnp.eye(3))
+    with pytest.raises(InputError, match="square"):
+        CovarianceNormal(jnp.zeros(3), jnp.ones((3, 2)))
+    with pytest.raises(InputError, match="last axis"):
+        CovarianceNormal(0.0, jnp.eye(3)).log_prob(jnp.zeros(2))
+    values = jnp.asarray(np.random.default_rng(9).normal(size=(4, 5, 2)))  # batched values
+    one = CovarianceNormal(1.0, 2.0 * jnp.eye(2))
+    expected = -0.5 * np.sum((values - 1.0) ** 2, -1) / 2.0 - np.log(2.0) - np.log(2 * np.pi)
+    np.testing.assert_allclose(one.log_prob(values), expected, rtol=1e-10)
     cov, loc = spd(8, n=3), jnp.array([1.0, -2.0, 0.5])
     d = CovarianceNormal(loc, cov)
     assert d.event_shape == (3,) and d.batch_shape == ()

@@ -94,8 +94,22 @@ class CovarianceNormal(dist.Distribution):
     reparametrized_params = ["loc"]
 
     def __init__(self, loc, covariance, *, validate_args=None):
-        self.loc, self.covariance = jnp.asarray(loc), jnp.asarray(covariance)
-        n = self.covariance.shape[-1]
+        covariance = jnp.asarray(covariance)
+        if covariance.ndim != 2 or covariance.shape[0] != covariance.shape[1]:
+            raise InputError(
+                "covariance",
+                f"must be one square (n, n) matrix, got shape {covariance.shape}.",
+                "Batches of covariances are not supported: vmap over them instead.",
+            )
+        n = covariance.shape[0]
+        loc = jnp.asarray(loc, covariance.dtype)
+        if loc.ndim > 1 or (loc.ndim == 1 and loc.shape[0] != n):
+            raise InputError(
+                "loc",
+                f"has shape {loc.shape} but the covariance is {n} x {n}.",
+                f"Give a scalar or a vector of length {n}.",
+            )
+        self.loc, self.covariance = jnp.broadcast_to(loc, (n,)), covariance
         super().__init__(batch_shape=(), event_shape=(n,), validate_args=validate_args)
 
     def sample(self, key, sample_shape=()):
@@ -103,7 +117,15 @@ class CovarianceNormal(dist.Distribution):
         return self.loc + noise @ cholesky(self.covariance).T
 
     def log_prob(self, value):
-        return gaussian_log_density(value - self.loc, self.covariance)
+        value = jnp.asarray(value)
+        if value.shape[-1:] != self.event_shape:
+            raise InputError(
+                "value",
+                f"has shape {value.shape}; its last axis must have length {self.event_shape[0]}.",
+            )
+        flat = value.reshape(-1, self.event_shape[0]) - self.loc
+        density = jax.vmap(gaussian_log_density, (0, None))(flat, self.covariance)
+        return density.reshape(value.shape[:-1])
 
 
 _NOISES = ("auto", "yerr", "yerr+jitter", "fitted")
