@@ -21,6 +21,7 @@ numbers are drawn in a different order, so runs are not bit-identical to blackja
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -59,11 +60,15 @@ class SliceChains(NamedTuple):
 
 def _start_slice(key, particle, covariance_factor, max_steps: int):
     """A new slice step at ``particle``: direction, level, initial bracket (Neal, Fig. 3)."""
+    from blackjax.ns.nss import sample_direction_from_covariance_factor
+
     k_dir, k_level, k_u, k_v = jax.random.split(key, 4)
-    z = jax.random.normal(k_dir, (covariance_factor.shape[-1],), covariance_factor.dtype)
-    direction = 2.0 * (covariance_factor @ z) / jnp.linalg.norm(z)
-    level = particle.logdensity + jnp.log(jax.random.uniform(k_level, dtype=z.dtype))
-    left = -jax.random.uniform(k_u, dtype=z.dtype)  # width 1: blackjax's default
+    direction = sample_direction_from_covariance_factor(
+        k_dir, particle.position, covariance_factor
+    )  # 2 L z / ‖z‖, blackjax's own
+    dtype = covariance_factor.dtype
+    level = particle.logdensity + jnp.log(jax.random.uniform(k_level, dtype=dtype))
+    left = -jax.random.uniform(k_u, dtype=dtype)  # width 1: blackjax's default
     budget_left = jnp.floor(max_steps * jax.random.uniform(k_v)).astype(jnp.int32)
     return direction, level, left, left + 1.0, budget_left, max_steps - 1 - budget_left
 
@@ -86,8 +91,7 @@ def fused_slice_update(
     """
     max_iterations = num_inner_steps * (max_steps + 2 + max_shrinkage)
 
-    def new_slice(key, particle, covariance_factor):
-        return _start_slice(key, particle, covariance_factor, max_steps)
+    new_slice = partial(_start_slice, max_steps=max_steps)
 
     def update_fn(rng_key, state, loglikelihood_0, covariance_factor):
         choice_key, chain_key = jax.random.split(rng_key)
