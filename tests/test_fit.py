@@ -222,6 +222,8 @@ def test_mixture_moments_and_quantiles_match_sampling():
 def test_prediction_to_idata_and_sites(cc_gp_fit):
     pred = cc_gp_fit.predict({"x": [0.0, 0.5], "yerr": [1.0, 1.0]}, num_draws=100)
     assert pred.sites == ["f", "y"]
+    assert "y" in pred and "g" not in pred and 0 not in pred  # a mapping's membership
+    assert list(pred) == ["f", "y"]
     assert np.all(pred["y"].std > pred.std)
     idata = pred.to_idata()
     assert idata.predictions["f"].shape == (1, 100, 2)

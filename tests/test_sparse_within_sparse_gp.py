@@ -121,6 +121,9 @@ def test_subset_covariance_is_the_true_marginal():
     np.testing.assert_allclose(got, s[np.ix_(subset, subset)], rtol=1e-5, atol=1e-6)
     naive = dense[np.ix_(subset, subset)] @ dense[np.ix_(subset, subset)].T
     assert not np.allclose(naive, s[np.ix_(subset, subset)], atol=1e-3)
+    for small in ([17], [4, 29]):  # no pair, one pair
+        got = subset_covariance(jnp.asarray(rows), jnp.asarray(values), jnp.asarray(small))
+        np.testing.assert_allclose(got, s[np.ix_(small, small)], rtol=1e-5, atol=1e-6)
 
 
 def test_neighbours_follow_the_inducing_inputs():
@@ -133,6 +136,21 @@ def test_neighbours_follow_the_inducing_inputs():
     moved[got[0, 0]] += 10.0  # the nearest inducing input of x[0] moves away
     again = np.asarray(nearest_inducing(jnp.asarray(x), jnp.asarray(moved), 4))
     assert got[0, 0] not in again[0]
+
+
+@pytest.mark.parametrize("m, h", [(40, 4), (8, 4), (7, 4), (200, 16)])
+def test_neighbours_on_a_line_are_the_exact_nearest(m, h):
+    """1-D inputs (a sorted window when M >= 2H, else all distances): the h nearest, exactly,
+    including points beyond either end of the inducing inputs."""
+    rng = np.random.default_rng(m)
+    z = rng.uniform(-3, 3, (m, 1))
+    x = np.concatenate([rng.uniform(-4, 4, (300, 1)), [[-9.0], [9.0]], z[:3] + 1e-9])
+    got = np.asarray(nearest_inducing(jnp.asarray(x), jnp.asarray(z), h))
+    distance = np.abs(x - z[:, 0])
+    chosen = np.take_along_axis(distance, got, 1)
+    assert np.all(np.diff(chosen, axis=1) >= 0)  # nearest first
+    assert np.all(chosen[:, -1] <= np.sort(distance, 1)[:, h - 1])  # none farther than needed
+    assert np.all(np.sort(got, 1)[:, 1:] != np.sort(got, 1)[:, :-1])  # distinct
 
 
 @pytest.fixture(scope="module")

@@ -71,6 +71,13 @@ class Prediction:
         """Every predicted site, this one first."""
         return [self.site, *self._others]
 
+    def __contains__(self, site: object) -> bool:
+        return site in self.sites
+
+    def __iter__(self):
+        """The predicted sites' names, as a mapping's keys (``for site in prediction``)."""
+        return iter(self.sites)
+
     def __getitem__(self, site: str) -> Prediction:
         if site == self.site:
             return self

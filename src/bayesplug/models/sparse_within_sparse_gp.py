@@ -87,11 +87,38 @@ _MAX_LOG_LIKELIHOOD_ENTRIES = 20_000_000  # draws x data kept for ArviZ's LOO
 def nearest_inducing(x, z, num_neighbours: int):
     """Indices ``(n, H)`` of the ``num_neighbours`` inducing inputs nearest each row of ``x``.
 
-    Squared Euclidean distances; ``lax.top_k`` over M, so O(n M D). No gradient flows through
-    the choice (indices are integers); it is recomputed whenever ``z`` changes.
+    Squared Euclidean distances; ``lax.top_k`` over M, so O(n M D). For 1-D inputs the inducing
+    inputs are sorted instead and each point searches the 2H of them around its place in that
+    order (the H nearest on a line are contiguous, so this is exact): O(M log M + n log M + n H),
+    4× faster at M = 1,024 (see docs/benchmarks.md), and free of the rounding of the expanded
+    distance |x|² - 2xz + |z|², which picks a farther neighbour now and then in float32. No
+    gradient flows through the choice (indices are integers); it is recomputed whenever ``z``
+    changes.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> z = jnp.array([[0.0], [3.0], [1.0], [2.0]])
+    >>> nearest_inducing(jnp.array([[2.2], [-1.0]]), z, 2).tolist()
+    [[3, 1], [0, 2]]
     """
+    x, z = jax.lax.stop_gradient(x), jax.lax.stop_gradient(z)
+    m = z.shape[0]
+    if z.shape[-1] == 1 and m >= 2 * num_neighbours:
+        return _nearest_on_a_line(x[:, 0], z[:, 0], num_neighbours)
     d2 = jnp.sum(x**2, -1)[:, None] - 2.0 * x @ z.T + jnp.sum(z**2, -1)[None, :]
-    return jax.lax.top_k(-jax.lax.stop_gradient(d2), num_neighbours)[1]
+    return jax.lax.top_k(-d2, num_neighbours)[1]
+
+
+def _nearest_on_a_line(x, z, num_neighbours: int):
+    """Exact H nearest of 1-D ``z`` (M,) to each of ``x`` (n,): a window of 2H in sorted order."""
+    order = jnp.argsort(z)
+    ordered = z[order]
+    place = jnp.searchsorted(ordered, x)
+    start = jnp.clip(place - num_neighbours, 0, z.shape[0] - 2 * num_neighbours)
+    window = start[:, None] + jnp.arange(2 * num_neighbours)
+    nearest = jax.lax.top_k(-((x[:, None] - ordered[window]) ** 2), num_neighbours)[1]
+    return order[jnp.take_along_axis(window, nearest, 1)]
 
 
 def subset_covariance(rows, values, subset):
@@ -100,17 +127,33 @@ def subset_covariance(rows, values, subset):
     ``rows[j]`` holds the column indices of row j of L and ``values[j]`` its entries (K each;
     padding entries have value 0). Entry (a, b) sums ``values[a, k] * values[b, l]`` over the
     pairs with ``rows[a, k] == rows[b, l]``: the exact marginal covariance of u_A in
-    O(H² K²), never touching the other M - H rows. When K² exceeds M (a dense factor), the rows
-    are scattered into dense (H, M) form instead: O(H² M).
+    O(H² K²), never touching the other M - H rows. Only the H (H - 1) / 2 pairs a < b are
+    matched (S_AA is symmetric, and a row's columns are distinct, so its diagonal entry is the
+    row's sum of squares): 25% faster under ``grad`` than matching all H² pairs (B = 256,
+    H = 16, K = 8). When K² exceeds M (a dense factor), the rows are scattered into dense
+    (H, M) form instead: O(H² M).
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> rows = jnp.array([[0, 0], [1, 0], [2, 1]])  # L = [[1, 0, 0], [2, 3, 0], [0, 4, 5]]
+    >>> values = jnp.array([[1.0, 0.0], [3.0, 2.0], [5.0, 4.0]])
+    >>> subset_covariance(rows, values, jnp.array([2, 1])).tolist()  # rows 2, 1 of L Lᵀ
+    [[41.0, 12.0], [12.0, 13.0]]
     """
     r, v = rows[subset], values[subset]  # (H, K)
     m, k = rows.shape
+    h = r.shape[0]
     if k * k > m:
-        dense = jnp.zeros((r.shape[0], m), v.dtype).at[jnp.arange(r.shape[0])[:, None], r].add(v)
+        dense = jnp.zeros((h, m), v.dtype).at[jnp.arange(h)[:, None], r].add(v)
         return dense @ dense.T
-    match = (r[:, None, :, None] == r[None, :, None, :]).astype(v.dtype)  # (H, H, K, K)
-    # two contractions, not one three-operand einsum: 20% faster under grad (B = 256, H = 16)
-    return jnp.einsum("ak,abk->ab", v, jnp.einsum("bl,abkl->abk", v, match))
+    upper_a, upper_b = np.triu_indices(h, 1)
+    match = (r[upper_a][:, :, None] == r[upper_b][:, None, :]).astype(v.dtype)  # (P, K, K)
+    # two contractions, not one three-operand einsum: faster under grad (B = 256, H = 16)
+    off = jnp.einsum("pk,pk->p", v[upper_a], jnp.einsum("pl,pkl->pk", v[upper_b], match))
+    entry = np.diag(np.arange(h))  # where S_AA[a, b] sits in [diagonal, off-diagonal pairs]
+    entry[upper_a, upper_b] = entry[upper_b, upper_a] = h + np.arange(len(upper_a))
+    return jnp.concatenate([jnp.sum(v * v, -1), off])[entry]
 
 
 def factor_values(rows, diag, offdiag):
