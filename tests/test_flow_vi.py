@@ -221,3 +221,31 @@ def test_tail_layer_option_fits_with_maf_and_is_refused_elsewhere():
     assert abs(mu.std() - np.sqrt(1 / 3.01)) < 0.05
     with pytest.raises(InputError, match="tails.*flowjax flows"):
         fit_vi(model, data, flow="iaf", tails=True)
+
+
+def three_means(y):
+    mu = numpyro.sample("mu", dist.Normal(0.0, 5.0).expand([3]).to_event(1))
+    numpyro.sample("y", dist.Normal(mu, 1.0).to_event(1), obs=y)
+
+
+@pytest.mark.parametrize("flow", ["maf", "nsf", "planar"])
+def test_a_repeated_fit_reuses_the_programs_and_draws_as_a_fresh_one(flow):
+    """A second fit (other data values, other seed) runs the first one's compiled programs, and
+    its draws equal those of the same fit with nothing cached: maf's and nsf's permutations
+    (random, from the seed; 3 dimensions) are arguments of the programs, not constants."""
+    from bayesplug.inference import flow_vi
+
+    options = {"flow": flow, "num_steps": 200, "num_draws": 50}
+    rng = np.random.default_rng(0)
+    first, second = rng.normal(size=(2, 4, 3))
+    flow_vi._PROGRAMS.clear()
+    fit_vi(three_means, {"y": first}, seed=0, **options)
+    programs = dict(flow_vi._PROGRAMS)
+    assert len(programs) == 2  # the warm start's diagonal Gaussian and the flow
+    reused = fit_vi(three_means, {"y": second}, seed=1, **options)
+    assert flow_vi._PROGRAMS == programs  # nothing new compiled
+    flow_vi._PROGRAMS.clear()
+    fresh = fit_vi(three_means, {"y": second}, seed=1, **options)
+    np.testing.assert_array_equal(reused.idata.posterior["mu"], fresh.idata.posterior["mu"])
+    fit_vi(three_means, {"y": second[:3]}, seed=1, **options)  # other shapes: new programs
+    assert len(flow_vi._PROGRAMS) == 4

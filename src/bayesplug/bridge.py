@@ -46,7 +46,7 @@ from numpyro.infer import Predictive
 from numpyro.infer.util import constrain_fn, unconstrain_fn
 from numpyro.infer.util import log_likelihood as _numpyro_log_likelihood
 
-__all__ = ["Bridge", "ModelInfo", "pointwise_log_likelihood", "trace_model"]
+__all__ = ["Bridge", "ModelInfo", "pointwise_log_likelihood", "program_key", "trace_model"]
 
 _LOG_DET_PREFIX = "_bayesplug_log_det_"
 
@@ -98,6 +98,26 @@ def _base_distribution(fn):
     while hasattr(fn, "base_dist"):
         fn = fn.base_dist
     return fn
+
+
+def program_key(model_fn: Callable) -> Any:
+    """What the program of ``model_fn`` depends on besides the data, for caches of compiled
+    functions: a ``NumPyroModel``'s ``program_key`` when ``model_fn`` is its ``model`` method
+    (equal for two wrappers of one function with the same static settings, as ``bp.fit`` makes
+    on every call), else ``model_fn`` itself.
+
+    Examples
+    --------
+    >>> import bayesplug as bp
+    >>> def f(y=None):
+    ...     pass
+    >>> program_key(bp.models.NumPyroModel(f).model) == program_key(bp.models.NumPyroModel(f).model)
+    True
+    """
+    owner = getattr(model_fn, "__self__", None)
+    if getattr(model_fn, "__name__", None) == "model" and hasattr(owner, "program_key"):
+        return owner.program_key
+    return model_fn
 
 
 def trace_model(model_fn: Callable, data: Mapping[str, Any], rng_key=None) -> ModelInfo:

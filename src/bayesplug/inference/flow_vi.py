@@ -71,19 +71,19 @@ import time
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..bridge import Bridge
+from ..bridge import Bridge, program_key
 from ..diagnostics import PARETO_K_MAX
 from ..errors import BayesplugError, ConvergenceWarning, InputError, InterruptedRunWarning
 from ..protocols import MAX_TIME, Model, Option, RawResult, one_of, positive, positive_int
 from . import svi as svi_kernel
 from ._optim import LEARNING_RATE, OPTIMIZER, SCHEDULE, adam_with_schedule
-from .driver import map_over_devices, run_in_chunks
+from .driver import devices_in_use, map_over_devices, run_in_chunks
 from .flows import FLOWS, NEEDS_TWO_DIMS, SITE, TAILED, make_guide
 from .resampling import systematic_resample
 
@@ -100,6 +100,11 @@ DIVERGED_MESSAGE = (
     "lower learning_rate or init_scale and fit again."
 )  # at most, for the diagonal Gaussian of the warm start
 DEFAULT_NUM_FLOWS = {"planar": 16, "radial": 16, "iaf": 3, "bnaf": 1, "maf": 4, "nsf": 4}
+# Families whose compiled programs are reused by later fits in the process: their guides close
+# over nothing that depends on the seed (NumPyro's iaf / bnaf autoguides keep state of their own).
+REUSABLE = frozenset({"diagonal", "full_rank", "planar", "radial", "maf", "nsf"})
+_CACHE_SIZE = 8
+_PROGRAMS: dict[tuple, _Programs] = {}  # most recent stages' programs, oldest first
 
 
 class FlowVIBackend:
@@ -194,6 +199,7 @@ class FlowVIBackend:
             "patience": patience,
             "max_time": max_time,
             "progress": progress,
+            "model_key": program_key(model.model),
         }
         shift, scale = u0, jnp.ones(dim)
         train = functools.partial(_train, bridge, settings, data)  # one stage of training
@@ -234,7 +240,7 @@ def _weighted_draws(stage, bridge, draw_key, num_draws, importance, attrs):
     draw_start = time.perf_counter()
 
     def constrain(v, inputs):
-        data, shift, scale = inputs
+        data, shift, scale = inputs[:3]
         u = shift + scale * v[:dim]
         return u, bridge.constrain_with_deterministic(u, data)
 
@@ -343,13 +349,54 @@ class _Stage:
     svi: Any
     guide: Any
     log_joint: Any
-    inputs: Any  # (data, shift, scale): the arguments of the programs
+    inputs: Any  # (data, shift, scale, guide constants): the arguments of the programs
+    programs: _Programs
     state: Any
     run: Any
     elbo: np.ndarray
     compile_time: float
     steps: int
     diverged: bool
+
+
+class _Programs(NamedTuple):
+    """What a stage compiled, for later fits with the same key: the target (log joint and
+    NumPyro program), the SVI object and guide the programs were traced with (the programs take
+    the guide's constants as arguments), the training chunk, the drawing programs by size."""
+
+    target_pair: tuple
+    svi: Any
+    guide: Any
+    advance: Any
+    draws: dict
+
+
+def _program_key(bridge, settings, data, flow, num_flows, pad, init_scale, num_steps, tails):
+    """What the compiled programs of a stage depend on, or None (no reuse): the model, the data's
+    shapes and types (data are arguments, never constants), the flow, every setting traced
+    into the step, the precision and the devices."""
+    if flow not in REUSABLE:
+        return None
+    key = (
+        settings["model_key"],
+        tuple((k, jnp.shape(v), jnp.result_type(v).name) for k, v in sorted(data.items())),
+        flow,
+        num_flows,
+        pad,
+        float(init_scale),
+        bool(tails),
+        int(num_steps),
+        *(settings[k] for k in ("learning_rate", "schedule", "optimizer", "num_particles")),
+        settings["tol"],
+        settings["patience"],
+        bool(jax.config.jax_enable_x64),
+        devices_in_use(),
+    )
+    try:
+        hash(key)
+    except TypeError:  # an unhashable model or optimizer: no reuse
+        return None
+    return key
 
 
 def _optimizer(settings, num_steps: int):
@@ -388,7 +435,7 @@ def _standardised_target(bridge, pad: int):
 
     @jax.jit  # compiled once: SVI.init and the autoguides' set-up call it eagerly
     def log_joint(w, inputs):
-        data, shift, scale = inputs
+        data, shift, scale = inputs[:3]
         value = bridge.log_density(shift + scale * w[:dim], data) + jnp.sum(jnp.log(scale))
         if pad:
             value = value - 0.5 * w[dim] ** 2 - 0.5 * math.log(2 * math.pi)
@@ -416,32 +463,52 @@ def _train(
     num_steps,
     tails=False,
 ) -> _Stage:
-    """Fit ``flow`` to the posterior of ``w``, where ``u = shift + scale * w`` (plus padding)."""
+    """Fit ``flow`` to the posterior of ``w``, where ``u = shift + scale * w`` (plus padding).
+
+    The compiled training chunk (and the drawing program) of an earlier fit with the same model,
+    data shapes, flow and settings is reused (:func:`_program_key`): a repeated fit (SBC,
+    ``fit_many``, another seed) then traces and compiles nothing. Its own start comes from its
+    own key, so the result is the same as in a fresh process.
+    """
     from numpyro.infer import SVI, Trace_ELBO
     from numpyro.optim import optax_to_numpyro
 
     dim = bridge.dim
     guide_key, svi_key = jax.random.split(key)
-    log_joint, target = _standardised_target(bridge, pad)
-    inputs = (data, jnp.asarray(shift), jnp.asarray(scale))
+    program_key = _program_key(
+        bridge, settings, data, flow, num_flows, pad, init_scale, num_steps, tails
+    )
+    programs = _PROGRAMS.get(program_key) if program_key is not None else None
+    log_joint, target = (
+        _standardised_target(bridge, pad) if programs is None else programs.target_pair
+    )
     guide = make_guide(flow, target, dim + pad, num_flows, init_scale, guide_key, tails)
+    inputs = (data, jnp.asarray(shift), jnp.asarray(scale), guide.constants)
     tol = settings["tol"]
     tx = _optimizer(settings, num_steps)
     num_particles = settings["num_particles"]
     svi = SVI(target, guide, optax_to_numpyro(tx), Trace_ELBO(num_particles=num_particles))
     carry = svi_kernel.init(svi, svi_key, inputs)
-    kernel = svi_kernel.build_kernel(svi, max_skips=MAX_SKIPS)
     steps_per_chunk = min(WINDOW, num_steps)
     num_chunks = math.ceil(num_steps / steps_per_chunk)
 
-    def advance(carry, inputs):
-        # a step whose ELBO or new parameters are not finite is refused (a rare draw in a tail
-        # can do that); MAX_SKIPS in a row means the optimisation has diverged
-        carry, info = jax.lax.scan(lambda c, _: kernel(c, inputs), carry, None, steps_per_chunk)
-        return carry, (info.elbo, _plateau_scale(carry.svi_state, tol))
-
     compile_start = time.perf_counter()
-    compiled = jax.jit(advance).lower(carry, inputs).compile()
+    if programs is None:
+        kernel = svi_kernel.build_kernel(svi, max_skips=MAX_SKIPS)
+
+        def advance(carry, inputs):
+            # a step whose ELBO or new parameters are not finite is refused (a rare draw in a
+            # tail can do that); MAX_SKIPS in a row means the optimisation has diverged
+            carry, info = jax.lax.scan(lambda c, _: kernel(c, inputs), carry, None, steps_per_chunk)
+            return carry, (info.elbo, _plateau_scale(carry.svi_state, tol))
+
+        compiled = jax.jit(advance).lower(carry, inputs).compile()
+        programs = _Programs((log_joint, target), svi, guide, compiled, {})
+        if program_key is not None:
+            _PROGRAMS[program_key] = programs
+            while len(_PROGRAMS) > _CACHE_SIZE:
+                _PROGRAMS.pop(next(iter(_PROGRAMS)))
+    compiled = programs.advance
     compile_time = time.perf_counter() - compile_start
 
     learning_rate = settings["learning_rate"]
@@ -469,6 +536,7 @@ def _train(
         guide=guide,
         log_joint=log_joint,
         inputs=inputs,
+        programs=programs,
         state=state,
         run=run,
         elbo=elbo,
@@ -518,7 +586,10 @@ def _draw(stage, constrain, state, key, num_draws):
         return map_over_devices(some, jax.random.split(key, num_draws), params, inputs)
 
     start = time.perf_counter()
-    compiled = jax.jit(draws).lower(state, key, stage.inputs).compile()
+    compiled = stage.programs.draws.get(num_draws)
+    if compiled is None:
+        compiled = jax.jit(draws).lower(state, key, stage.inputs).compile()
+        stage.programs.draws[num_draws] = compiled
     compile_time = time.perf_counter() - start
     log_q, log_p, us, sites = compiled(state, key, stage.inputs)
     samples = {k: np.asarray(a) for k, a in sites.items()}

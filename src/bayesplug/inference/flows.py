@@ -41,6 +41,7 @@ from numpyro.distributions.transforms import Transform
 __all__ = ["FLOWS", "PlanarTransform", "RadialTransform", "make_guide"]
 
 SITE = "v"
+GUIDE_CONSTANTS = 3  # where a guide finds its constants in its argument (data, shift, scale, c)
 
 #: Names accepted by ``flow=``, with a one-line description each.
 FLOWS: dict[str, str] = {
@@ -188,6 +189,7 @@ def _gaussian_guide(kind: str, dim: int, init_scale: float):
 
 
 def _flowjax_guide(kind: str, dim: int, num_flows: int, init_scale: float, key, tails: bool):
+    import equinox as eqx
     from flowjax.bijections import Affine, RationalQuadraticSpline
     from flowjax.distributions import Normal, Transformed
     from flowjax.experimental.numpyro import register_params
@@ -216,14 +218,23 @@ def _flowjax_guide(kind: str, dim: int, num_flows: int, init_scale: float, key, 
 
         flow0 = Transformed(flow0, SinhArcsinhTails(jnp.zeros(dim)))
     flow0 = Transformed(flow0, Affine(jnp.zeros(dim), jnp.full(dim, init_scale)))
+    # The flow's integer arrays (its random permutations, which depend on the key) are read
+    # from the guide's argument, not closed over: a compiled program then serves every seed.
+    constants, skeleton = eqx.partition(flow0, _is_integer_array)
 
-    def guide(data=None):
-        flow = register_params("flow", flow0)
+    def guide(inputs=None):
+        given = constants if inputs is None else inputs[GUIDE_CONSTANTS]
+        flow = register_params("flow", eqx.combine(skeleton, given))
         raw = numpyro.prng_key()
         v, log_q = flow.sample_and_log_prob(jax.random.wrap_key_data(raw))
         numpyro.sample(SITE, dist.Delta(v, log_density=log_q, event_dim=1))
 
+    guide.constants = constants
     return guide
+
+
+def _is_integer_array(leaf) -> bool:
+    return isinstance(leaf, jax.Array) and jnp.issubdtype(leaf.dtype, jnp.integer)
 
 
 def make_guide(
@@ -235,20 +246,30 @@ def make_guide(
     key,
     tails: bool = False,
 ) -> Callable:
-    """The guide ``guide(data)`` of family ``kind`` over the flat site ``"v"`` of ``target``;
-    ``tails`` adds the learned tail layer to the families in ``TAILED``."""
+    """The guide ``guide(inputs)`` of family ``kind`` over the flat site ``"v"`` of ``target``;
+    ``tails`` adds the learned tail layer to the families in ``TAILED``.
+
+    ``guide.constants`` holds the arrays the guide needs besides its parameters (for ``maf`` and
+    ``nsf``, flowjax's random permutations; ``()`` for the others). The guide reads them from
+    ``inputs[GUIDE_CONSTANTS]``, so that they are arguments of the compiled programs, not
+    constants baked into them (``flow_vi`` reuses its programs across seeds).
+    """
     if tails and kind not in TAILED:
         raise ValueError(f"tails=True needs one of {sorted(TAILED)}, not {kind!r}")
     if kind in ("planar", "radial"):
-        return _paper_flow_guide(kind, dim, num_flows, init_scale, key)
-    if kind in ("diagonal", "full_rank"):
-        return _gaussian_guide(kind, dim, init_scale)
-    if kind in ("maf", "nsf"):
+        guide = _paper_flow_guide(kind, dim, num_flows, init_scale, key)
+    elif kind in ("diagonal", "full_rank"):
+        guide = _gaussian_guide(kind, dim, init_scale)
+    elif kind in ("maf", "nsf"):
         return _flowjax_guide(kind, dim, num_flows, init_scale, key, tails)
-    from numpyro.infer.autoguide import AutoBNAFNormal, AutoIAFNormal
+    else:
+        from numpyro.infer.autoguide import AutoBNAFNormal, AutoIAFNormal
 
-    if kind == "iaf":
-        return AutoIAFNormal(target, num_flows=num_flows)
-    if kind == "bnaf":
-        return AutoBNAFNormal(target, num_flows=num_flows)
-    raise KeyError(kind)
+        if kind == "iaf":
+            guide = AutoIAFNormal(target, num_flows=num_flows)
+        elif kind == "bnaf":
+            guide = AutoBNAFNormal(target, num_flows=num_flows)
+        else:
+            raise KeyError(kind)
+    guide.constants = ()
+    return guide

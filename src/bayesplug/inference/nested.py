@@ -50,7 +50,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._linalg import one_at_a_time, uses_lapack
-from ..bridge import Bridge
+from ..bridge import Bridge, program_key
 from ..errors import BayesplugError, ConvergenceWarning, InputError, InterruptedRunWarning
 from ..protocols import MAX_TIME, Model, Option, RawResult, positive, positive_int
 from ._slice import fused_slice_update
@@ -336,7 +336,7 @@ class NestedBackend:
         # Compiled functions are reused by later runs of the same program, settings and data
         # shapes (seeds, repeated fits); data are arguments, never constants.
         cache_key = (
-            model_fn,
+            program_key(model_fn),
             tuple((k, jnp.shape(v), jnp.result_type(v).name) for k, v in sorted(data.items())),
             num_live,
             num_delete,

@@ -211,6 +211,14 @@ class NumPyroModel(ModelBase):
                 "defaulting to None is left out.)",
             )
 
+    @property
+    def program_key(self) -> tuple:
+        """What the program depends on besides the data's values: the function and the static
+        settings. Two wrappers with equal keys trace the same program, so backends reuse what
+        they compiled for one in a fit of the other (a new wrapper is made on every ``bp.fit``
+        of a plain function)."""
+        return (NumPyroModel, self.fn, tuple(sorted(self.static.items())))
+
     def model(self, **data: Any) -> None:
         """Call the wrapped function with the data and the static settings."""
         return self.fn(**self.static, **data)
