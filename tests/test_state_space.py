@@ -116,6 +116,50 @@ def test_paris_matches_kalman(lg_data, backward):
         assert 0 < fit.idata.attrs["backward_acceptance"] <= 1
 
 
+@pytest.mark.parametrize("x64", [True, False])
+@pytest.mark.parametrize("max_trials", [8, 32])
+def test_rejection_backward_draws_the_exact_backward_kernel(x64, max_trials):
+    """The rejection sampler (one uniform per candidate in float64, two in float32; retries;
+    the exact fallback, much used at max_trials 8) draws J_i with P(J_i = l) proportional to
+    w_l q(x_i | x_l): chi-square per row over 20,000 draws, alpha 1e-3 over the 6 rows."""
+    from scipy.stats import chi2
+
+    from bayesplug.inference._particles import _rejection_backward
+
+    with jax.enable_x64(x64):
+        a, s = 0.9, 0.4
+        x_prev = jnp.asarray([-1.5, -0.4, 0.0, 0.3, 1.1, 2.0])
+        x_new = jnp.asarray([-1.2, 0.1, 0.4, 0.9, 1.8, -0.1])
+        log_w = jnp.log(jnp.asarray([0.05, 0.3, 0.1, 0.25, 0.2, 0.1]))
+
+        def log_q(xp, x):
+            return dist.Normal(a * xp, s).log_prob(x)
+
+        log_bound = -0.5 * jnp.log(2 * jnp.pi * s**2)
+        draws = 20_000
+        sample = jax.jit(
+            lambda k: _rejection_backward(
+                k, log_q, x_prev, log_w, x_new, draws, log_bound, max_trials
+            )
+        )
+        j, by_rejection = sample(jax.random.key(3))
+    assert 0.0 < float(by_rejection) < 1.0  # both the rejection rounds and the fallback ran
+    logits = np.asarray(log_w)[None, :] + np.asarray(
+        jax.vmap(lambda x: jax.vmap(lambda xp: log_q(xp, x))(x_prev))(x_new)
+    )
+    expected = np.exp(logits - logits.max(1, keepdims=True))
+    expected = draws * expected / expected.sum(1, keepdims=True)
+    for row, want in zip(np.asarray(j), expected, strict=True):
+        # chi-square needs expected counts of 5 or more: pool the rarest categories until then
+        order = np.argsort(want)
+        got, want = np.bincount(row, minlength=6)[order], want[order]
+        pooled = int(np.searchsorted(np.cumsum(want), 5.0)) + 1
+        got = np.append(got[:pooled].sum(), got[pooled:])
+        want = np.append(want[:pooled].sum(), want[pooled:])
+        statistic = ((got - want) ** 2 / want).sum()
+        assert statistic < chi2.ppf(1 - 1e-3 / 6, df=len(got) - 1), (got, want)
+
+
 def test_user_ssm_equals_the_built_in_one(lg_data):
     lg, y = lg_data
     user = bp.models.StateSpaceModel(

@@ -143,12 +143,21 @@ def _rejection_backward(
     def attempt(k, which):
         """8 candidates for each flat index in ``which``: (found, first accepted)."""
         k_cand, k_acc = jax.random.split(k)
-        cand = _draw_from(cdf, jax.random.uniform(k_cand, (which.shape[0], _ROUND)))
+        u = jax.random.uniform(k_cand, (which.shape[0], _ROUND), cdf.dtype)
+        cand = _draw_from(cdf, u)
         xi = x_new[rows[which]]
         log_accept = (
             jax.vmap(lambda x, c: jax.vmap(lambda l: log_q(x_prev[l], x))(c))(xi, cand) - log_bound
         )
-        accepted = jnp.log(jax.random.uniform(k_acc, cand.shape)) < log_accept
+        if cdf.dtype == jnp.float64:
+            # Given its candidate ℓ, u is uniform on (cdf[ℓ-1], cdf[ℓ]]: where it falls there is
+            # the acceptance uniform, independent of ℓ (2^52 levels across a bin of width 1/N
+            # and more), so one random number serves both
+            low = jnp.where(cand > 0, cdf[jnp.maximum(cand - 1, 0)], 0.0)
+            v = jnp.clip((u - low) / (cdf[cand] - low), 0.0, 1.0)
+        else:  # float32 would leave too few levels in a narrow bin: a second uniform
+            v = jax.random.uniform(k_acc, cand.shape)
+        accepted = jnp.log(v) < log_accept
         first = jnp.take_along_axis(cand, jnp.argmax(accepted, -1)[:, None], -1)[:, 0]
         return jnp.any(accepted, axis=-1), first
 
