@@ -132,7 +132,9 @@ def _rejection_backward(
     round tries 8 candidates for every index; the indices still pending are gathered (a static
     block of at most N Ñ / 16) and retried 8 at a time until each has found one or tried
     ``max_trials`` (Dau & Chopin 2022's hybrid); the rest are drawn exactly, 32 at a time.
-    Returns the indices and the fraction found by rejection.
+    In float64 one uniform per candidate serves twice: it picks the candidate by inverse CDF,
+    and its place within that candidate's CDF bin is the acceptance uniform (independent of the
+    candidate). Returns the indices and the fraction found by rejection.
     """
     n = x_new.shape[0]
     size = n * num_backward
