@@ -93,3 +93,28 @@ def test_failed_initialisation_is_explained():
 
     with pytest.raises(bp.BayesplugError, match="could not start.*support"):
         bp.fit(bad, {"y": np.array([-1.0, 2.0])}, num_warmup=10, num_samples=10, progress=False)
+
+
+def test_a_repeated_fit_reuses_the_chunk_and_draws_as_a_fresh_one():
+    """A fit of the same model to other data values (same shapes) with another seed runs the
+    first fit's compiled chunk, and draws exactly what it draws with nothing cached: no value of
+    the first data set is baked into the chunk (NumPyro's kernel rebuilds the potential from the
+    data passed at each step; warm-up windows included)."""
+    from bayesplug.inference import nuts
+
+    kwargs = {"num_warmup": 200, "num_samples": 50, "num_chains": 2, "progress": False}
+    rng = np.random.default_rng(1)
+    first, second = rng.normal(1.0, 1.0, 30), rng.normal(40.0, 1.0, 30)  # far apart
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bp.ConvergenceWarning)
+        nuts._COMPILED.clear()
+        bp.fit(normal_mean_model, {"y": first}, seed=0, **kwargs)
+        compiled = dict(nuts._COMPILED)
+        assert len(compiled) == 1
+        reused = bp.fit(normal_mean_model, {"y": second}, seed=1, **kwargs)
+        assert nuts._COMPILED == compiled  # nothing new compiled
+        nuts._COMPILED.clear()
+        fresh = bp.fit(normal_mean_model, {"y": second}, seed=1, **kwargs)
+        bp.fit(normal_mean_model, {"y": second[:20]}, seed=1, **kwargs)  # other shapes
+    np.testing.assert_array_equal(np.asarray(reused.samples["mu"]), np.asarray(fresh.samples["mu"]))
+    assert len(nuts._COMPILED) == 2

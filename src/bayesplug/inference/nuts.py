@@ -29,11 +29,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..bridge import program_key
 from ..errors import BayesplugError, InterruptedRunWarning
 from ..protocols import MAX_TIME, Model, Option, RawResult, non_negative, positive_int, probability
-from .driver import place_chains, run_in_chunks
+from .driver import devices_in_use, place_chains, run_in_chunks
 
 __all__ = ["NUTSBackend"]
+
+_CACHE_SIZE = 8
+_COMPILED: dict[tuple, Any] = {}  # the last runs' compiled chunks, oldest first
 
 
 class NUTSBackend:
@@ -91,26 +95,34 @@ class NUTSBackend:
         num_chunks = min(20, total)
         steps_per_chunk = math.ceil(total / num_chunks)
 
-        @jax.jit
-        def advance(state, data):
-            def step(state, _):
-                state = kernel.sample(state, (), data)
-                stats = {
-                    "diverging": state.diverging,
-                    "acceptance_rate": state.accept_prob,
-                    "n_steps": state.num_steps,
-                    "lp": -state.potential_energy,
-                    "energy": state.energy,
-                    "step_size": state.adapt_state.step_size,
-                }
-                return state, (state.z, stats)
-
-            return jax.lax.scan(step, state, None, length=steps_per_chunk)
-
         state, chain_data = place_chains(state, data, num_chains)
-        # Compile once, ahead of time, so compilation and sampling are timed apart.
+        # Compile once, ahead of time, so compilation and sampling are timed apart; a later
+        # run of the same program, data shapes and settings (another seed or data set) reuses
+        # the chunk: the data are its arguments, and NumPyro's kernel rebuilds the potential
+        # from them at every step.
+        cache_key = (
+            program_key(model.model),
+            tuple((k, jnp.shape(v), jnp.result_type(v).name) for k, v in sorted(data.items())),
+            num_warmup,
+            steps_per_chunk,
+            num_chains,
+            float(target_accept),
+            max_tree_depth,
+            bool(dense_mass),
+            bool(jax.config.jax_enable_x64),
+            devices_in_use(),
+        )
+        try:
+            compiled = _COMPILED.get(cache_key)
+        except TypeError:  # an unhashable program: no reuse
+            compiled, cache_key = None, None
         compile_start = time.perf_counter()
-        compiled = advance.lower(state, chain_data).compile()
+        if compiled is None:
+            compiled = _chunk(kernel, steps_per_chunk).lower(state, chain_data).compile()
+            if cache_key is not None:
+                _COMPILED[cache_key] = compiled
+                while len(_COMPILED) > _CACHE_SIZE:
+                    _COMPILED.pop(next(iter(_COMPILED)))
         compile_time = time.perf_counter() - compile_start
 
         run = run_in_chunks(
@@ -137,6 +149,28 @@ class NUTSBackend:
             interrupted=run.interrupted,
             messages=_divergence_messages(stats["diverging"]),
         )
+
+
+def _chunk(kernel, steps_per_chunk: int):
+    """``advance(state, data) -> (state, (z, stats))``: ``steps_per_chunk`` NUTS transitions."""
+
+    @jax.jit
+    def advance(state, data):
+        def step(state, _):
+            state = kernel.sample(state, (), data)
+            stats = {
+                "diverging": state.diverging,
+                "acceptance_rate": state.accept_prob,
+                "n_steps": state.num_steps,
+                "lp": -state.potential_energy,
+                "energy": state.energy,
+                "step_size": state.adapt_state.step_size,
+            }
+            return state, (state.z, stats)
+
+        return jax.lax.scan(step, state, None, length=steps_per_chunk)
+
+    return advance
 
 
 def _initial_state(kernel, model, data, keys, num_warmup):
