@@ -371,7 +371,7 @@ class _Programs(NamedTuple):
     draws: dict
 
 
-def _program_key(bridge, settings, data, flow, num_flows, pad, init_scale, num_steps, tails):
+def _program_key(settings, data, flow, num_flows, pad, init_scale, num_steps, tails):
     """What the compiled programs of a stage depend on, or None (no reuse): the model, the data's
     shapes and types (data are arguments, never constants), the flow, every setting traced
     into the step, the precision and the devices."""
@@ -475,10 +475,8 @@ def _train(
 
     dim = bridge.dim
     guide_key, svi_key = jax.random.split(key)
-    program_key = _program_key(
-        bridge, settings, data, flow, num_flows, pad, init_scale, num_steps, tails
-    )
-    programs = _PROGRAMS.get(program_key) if program_key is not None else None
+    cache_key = _program_key(settings, data, flow, num_flows, pad, init_scale, num_steps, tails)
+    programs = _PROGRAMS.get(cache_key) if cache_key is not None else None
     log_joint, target = (
         _standardised_target(bridge, pad) if programs is None else programs.target_pair
     )
@@ -504,8 +502,8 @@ def _train(
 
         compiled = jax.jit(advance).lower(carry, inputs).compile()
         programs = _Programs((log_joint, target), svi, guide, compiled, {})
-        if program_key is not None:
-            _PROGRAMS[program_key] = programs
+        if cache_key is not None:
+            _PROGRAMS[cache_key] = programs
             while len(_PROGRAMS) > _CACHE_SIZE:
                 _PROGRAMS.pop(next(iter(_PROGRAMS)))
     compiled = programs.advance
