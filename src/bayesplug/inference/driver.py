@@ -50,8 +50,10 @@ __all__ = [
     "Checkpoint",
     "active_checkpoint",
     "checkpointing",
+    "data_signature",
     "devices_in_use",
     "initialize_hosts",
+    "keep_program",
     "map_over_devices",
     "place_chains",
     "run_in_chunks",
@@ -61,6 +63,7 @@ __all__ = [
 
 _FORMAT = "bayesplug-checkpoint"
 _VERSION = 1
+PROGRAMS_KEPT = 8  # entries of each backend's in-process cache of compiled programs
 
 
 @dataclass
@@ -500,6 +503,37 @@ def devices_in_use() -> tuple[Any, ...]:
     the key of an in-process cache of compiled programs, whose layout depends on them."""
     plan = _DEVICES.get()
     return () if plan is None else tuple(plan.devices)
+
+
+def data_signature(data: Mapping[str, Any]) -> tuple:
+    """The data's names, shapes and types: what a compiled program that takes the data as
+    arguments depends on (never their values), for the key of an in-process cache.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> data_signature({"y": np.zeros(3, np.float32), "n": np.arange(2, dtype=np.int32)})
+    (('n', (2,), 'int32'), ('y', (3,), 'float32'))
+    """
+    jnp = jax.numpy
+    return tuple((k, jnp.shape(v), jnp.result_type(v).name) for k, v in sorted(data.items()))
+
+
+def keep_program(cache: dict, key: Any, value: Any) -> None:
+    """Keep ``value`` under ``key`` in a backend's in-process cache of compiled programs (a
+    dict, oldest first); past ``PROGRAMS_KEPT`` entries the oldest is dropped.
+
+    Examples
+    --------
+    >>> cache = {}
+    >>> for i in range(PROGRAMS_KEPT + 2):
+    ...     keep_program(cache, i, f"program {i}")
+    >>> len(cache), next(iter(cache))
+    (8, 2)
+    """
+    cache[key] = value
+    while len(cache) > PROGRAMS_KEPT:
+        cache.pop(next(iter(cache)))
 
 
 def split_over_devices(tree: Any, size: int) -> Any:

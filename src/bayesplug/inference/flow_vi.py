@@ -83,7 +83,13 @@ from ..errors import BayesplugError, ConvergenceWarning, InputError, Interrupted
 from ..protocols import MAX_TIME, Model, Option, RawResult, one_of, positive, positive_int
 from . import svi as svi_kernel
 from ._optim import LEARNING_RATE, OPTIMIZER, SCHEDULE, adam_with_schedule
-from .driver import devices_in_use, map_over_devices, run_in_chunks
+from .driver import (
+    data_signature,
+    devices_in_use,
+    keep_program,
+    map_over_devices,
+    run_in_chunks,
+)
 from .flows import FLOWS, NEEDS_TWO_DIMS, SITE, TAILED, make_guide
 from .resampling import systematic_resample
 
@@ -103,7 +109,6 @@ DEFAULT_NUM_FLOWS = {"planar": 16, "radial": 16, "iaf": 3, "bnaf": 1, "maf": 4, 
 # Families whose compiled programs are reused by later fits in the process: their guides close
 # over nothing that depends on the seed (NumPyro's iaf / bnaf autoguides keep state of their own).
 REUSABLE = frozenset({"diagonal", "full_rank", "planar", "radial", "maf", "nsf"})
-_CACHE_SIZE = 8
 _PROGRAMS: dict[tuple, _Programs] = {}  # most recent stages' programs, oldest first
 
 
@@ -379,7 +384,7 @@ def _program_key(settings, data, flow, num_flows, pad, init_scale, num_steps, ta
         return None
     key = (
         settings["model_key"],
-        tuple((k, jnp.shape(v), jnp.result_type(v).name) for k, v in sorted(data.items())),
+        data_signature(data),
         flow,
         num_flows,
         pad,
@@ -503,9 +508,7 @@ def _train(
         compiled = jax.jit(advance).lower(carry, inputs).compile()
         programs = _Programs((log_joint, target), svi, guide, compiled, {})
         if cache_key is not None:
-            _PROGRAMS[cache_key] = programs
-            while len(_PROGRAMS) > _CACHE_SIZE:
-                _PROGRAMS.pop(next(iter(_PROGRAMS)))
+            keep_program(_PROGRAMS, cache_key, programs)
     compiled = programs.advance
     compile_time = time.perf_counter() - compile_start
 

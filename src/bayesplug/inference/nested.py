@@ -54,7 +54,14 @@ from ..bridge import Bridge, program_key
 from ..errors import BayesplugError, ConvergenceWarning, InputError, InterruptedRunWarning
 from ..protocols import MAX_TIME, Model, Option, RawResult, positive, positive_int
 from ._slice import fused_slice_update
-from .driver import active_checkpoint, devices_in_use, run_in_chunks, split_over_devices
+from .driver import (
+    active_checkpoint,
+    data_signature,
+    devices_in_use,
+    keep_program,
+    run_in_chunks,
+    split_over_devices,
+)
 from .resampling import systematic_resample
 
 __all__ = ["NestedBackend", "NestedRun", "build_chunk", "converged", "simulate_log_weights"]
@@ -76,7 +83,6 @@ class _Compiled(NamedTuple):
     advance: Any
 
 
-_CACHE_SIZE = 8
 USER_STOP_SECONDS = 1e-3  # after Ctrl-C, each category left runs its first chunk only
 CHUNK_SECONDS = 0.5  # target wall time of one chunk (Ctrl-C and max_time act between chunks)
 # The default num_delete is at most this (a user's value is kept). It was a hard cap on CPU: the
@@ -337,7 +343,7 @@ class NestedBackend:
         # shapes (seeds, repeated fits); data are arguments, never constants.
         cache_key = (
             program_key(model_fn),
-            tuple((k, jnp.shape(v), jnp.result_type(v).name) for k, v in sorted(data.items())),
+            data_signature(data),
             num_live,
             num_delete,
             num_inner_steps,
@@ -362,9 +368,7 @@ class NestedBackend:
             lowered = jax.jit(advance).lower((state, run_key), data, jnp.int32(steps_per_chunk))
             cached = cached._replace(advance=lowered.compile())
             if cache_key is not None:
-                _COMPILED[cache_key] = cached
-                while len(_COMPILED) > _CACHE_SIZE:
-                    _COMPILED.pop(next(iter(_COMPILED)))
+                keep_program(_COMPILED, cache_key, cached)
         compile_time = time.perf_counter() - compile_start
         run = _drive(
             cached.advance, (state, run_key), data, num_live, num_delete, steps_per_chunk, dlogz,

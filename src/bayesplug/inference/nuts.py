@@ -32,11 +32,10 @@ import numpy as np
 from ..bridge import program_key
 from ..errors import BayesplugError, InterruptedRunWarning
 from ..protocols import MAX_TIME, Model, Option, RawResult, non_negative, positive_int, probability
-from .driver import devices_in_use, place_chains, run_in_chunks
+from .driver import data_signature, devices_in_use, keep_program, place_chains, run_in_chunks
 
 __all__ = ["NUTSBackend"]
 
-_CACHE_SIZE = 8
 _COMPILED: dict[tuple, Any] = {}  # the last runs' compiled chunks, oldest first
 
 
@@ -102,7 +101,7 @@ class NUTSBackend:
         # from them at every step.
         cache_key = (
             program_key(model.model),
-            tuple((k, jnp.shape(v), jnp.result_type(v).name) for k, v in sorted(data.items())),
+            data_signature(data),
             num_warmup,
             steps_per_chunk,
             num_chains,
@@ -120,9 +119,7 @@ class NUTSBackend:
         if compiled is None:
             compiled = _chunk(kernel, steps_per_chunk).lower(state, chain_data).compile()
             if cache_key is not None:
-                _COMPILED[cache_key] = compiled
-                while len(_COMPILED) > _CACHE_SIZE:
-                    _COMPILED.pop(next(iter(_COMPILED)))
+                keep_program(_COMPILED, cache_key, compiled)
         compile_time = time.perf_counter() - compile_start
 
         run = run_in_chunks(
