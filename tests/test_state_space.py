@@ -13,6 +13,7 @@ import numpy as np
 import numpyro.distributions as dist
 import pytest
 import scipy.optimize
+from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
 import bayesplug as bp
@@ -117,11 +118,15 @@ def test_paris_matches_kalman(lg_data, backward):
 
 
 @pytest.mark.parametrize("x64", [True, False])
-@pytest.mark.parametrize("max_trials", [8, 32])
+@pytest.mark.parametrize("max_trials", [2, 8, 32, 40])
 def test_rejection_backward_draws_the_exact_backward_kernel(x64, max_trials):
     """The rejection sampler (one uniform per candidate in float64, two in float32; retries;
-    the exact fallback, much used at max_trials 8) draws J_i with P(J_i = l) proportional to
-    w_l q(x_i | x_l): chi-square per row over 20,000 draws, alpha 1e-3 over the 6 rows."""
+    the exact fallback, much used at max_trials 2 and 8) draws J_i with P(J_i = l) proportional
+    to w_l q(x_i | x_l): chi-square per row over 20,000 draws, alpha 1e-3 over the 6 rows. And
+    it tries exactly ``max_trials`` candidates (2: the first round alone; 8, 32: 4 + one retry
+    round; 40: 4 + 28 + 8 of a second round's 28): the fraction found by rejection is
+    1 - mean_i (1 - p_i)^max_trials, p_i = sum_l w_l q(x_i | x_l) / sup q, within 5 standard
+    errors (at 40 trials, 60 would be 23 standard errors off)."""
     from scipy.stats import chi2
 
     from bayesplug.inference._particles import _rejection_backward
@@ -143,10 +148,13 @@ def test_rejection_backward_draws_the_exact_backward_kernel(x64, max_trials):
             )
         )
         j, by_rejection = sample(jax.random.key(3))
-    assert 0.0 < float(by_rejection) < 1.0  # both the rejection rounds and the fallback ran
-    logits = np.asarray(log_w)[None, :] + np.asarray(
-        jax.vmap(lambda x: jax.vmap(lambda xp: log_q(xp, x))(x_prev))(x_new)
-    )
+        logits = np.asarray(log_w)[None, :] + np.asarray(
+            jax.vmap(lambda x: jax.vmap(lambda xp: log_q(xp, x))(x_prev))(x_new)
+        )
+    accept = np.exp(logits - float(log_bound) - logsumexp(np.asarray(log_w))).sum(1)  # p_i
+    never = (1.0 - accept) ** max_trials  # P(all max_trials candidates rejected), per row
+    error = np.sqrt(np.sum(never * (1 - never) * draws)) / (6 * draws)
+    assert abs(float(by_rejection) - (1 - never.mean())) < 5 * error, (by_rejection, never)
     expected = np.exp(logits - logits.max(1, keepdims=True))
     expected = draws * expected / expected.sum(1, keepdims=True)
     for row, want in zip(np.asarray(j), expected, strict=True):
@@ -158,6 +166,50 @@ def test_rejection_backward_draws_the_exact_backward_kernel(x64, max_trials):
         want = np.append(want[:pooled].sum(), want[pooled:])
         statistic = ((got - want) ** 2 / want).sum()
         assert statistic < chi2.ppf(1 - 1e-3 / 6, df=len(got) - 1), (got, want)
+
+
+@pytest.mark.parametrize("x64", [True, False])
+def test_exact_row_draws_follow_the_weights_and_never_a_zero_one(x64):
+    """``categorical_rows`` (two-level inverse CDF, blocks of ⌈√N⌉): chi-square per row over
+    40,000 draws against the normalised weights, alpha 1e-3 over the rows, for N = 1, 2, 7
+    (blocks of 3, the last one padded), 30 and 1,000 with zero weights in several blocks (one
+    block entirely), which must never be drawn."""
+    from scipy.stats import chi2
+
+    from bayesplug.inference._particles import categorical_rows
+
+    rng = np.random.default_rng(5)
+    draws = 40_000
+    with jax.enable_x64(x64):
+        for n in (1, 2, 7, 30, 1000):
+            w = rng.uniform(0.05, 1.0, size=(3, n)) ** 3
+            if n >= 7:
+                w[:, 1] = 0.0  # a zero in the first block
+                w[:, n - 1] = 0.0  # and the last padded element's neighbour
+            if n >= 30:
+                width = int(np.ceil(np.sqrt(n)))
+                w[1, width : 2 * width] = 0.0  # a whole block of zeros
+            w[2, 0] = 50.0 * w[2].sum()  # a row dominated by its first index
+            with np.errstate(divide="ignore"):
+                logits = jnp.asarray(np.log(w))
+            j = np.asarray(
+                jax.jit(categorical_rows, static_argnums=2)(jax.random.key(n), logits, draws)
+            )
+            assert j.shape == (3, draws) and j.min() >= 0 and j.max() < n
+            for row, weights in zip(j, w, strict=True):
+                assert np.all(weights[row] > 0), "a zero weight was drawn"
+                want = draws * weights / weights.sum()
+                got = np.bincount(row, minlength=n)
+                # pool the categories expected fewer than 5 times (never the zero ones: none drawn)
+                keep = want >= 5
+                got = np.append(got[keep], got[~keep].sum())
+                want = np.append(want[keep], want[~keep].sum())
+                if want[-1] < 5:
+                    got, want = got[:-1], want[:-1]
+                if len(want) < 2:
+                    continue
+                statistic = ((got - want) ** 2 / want).sum()
+                assert statistic < chi2.ppf(1 - 1e-3 / 15, df=len(got) - 1), (n, statistic)
 
 
 def test_user_ssm_equals_the_built_in_one(lg_data):

@@ -26,6 +26,7 @@ indices of every step, from which smoothing trajectories are traced — the new 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -97,16 +98,42 @@ def multinomial(key, log_weights, num: int):
 
 
 def categorical_rows(key, logits, num: int):
-    """``num`` draws per row of unnormalised ``logits`` (rows, N), by inverse CDF.
+    """``num`` draws per row of unnormalised ``logits`` (rows, N), by inverse CDF in two levels.
 
     One uniform per draw (Gumbel-max would need N per draw: the cost of the exact backward
-    sampler on CPU is mostly random numbers otherwise).
+    sampler on CPU is mostly random numbers otherwise). A row's N weights are cut into blocks of
+    b = ⌈√N⌉: the uniform, on (0, total], picks a block from the running sums of the block
+    totals, then an index from the running sums of that block's b weights, both by binary
+    search. The running sums are products with a triangular matrix of ones: a zero weight adds
+    the same zero products to its running sum as to the one before, so the two are equal and
+    the search (first running sum ≥ a positive number) never lands on it. Measured on CPU over
+    (1,000, 1,000) logits, 2 draws a row: one level (``jnp.cumsum`` along each row, XLA's
+    reduce-window) 5.0 ms, these two levels 1.3-1.5 ms (2.1 ms with ``cumsum`` for the two
+    levels' running sums). The rejection sampler's fallback rows are the same computation.
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp
+    >>> logits = jnp.log(jnp.asarray([[0.0, 1.0, 3.0], [1.0, 0.0, 0.0]]))
+    >>> draws = categorical_rows(jax.random.key(0), logits, 4)
+    >>> draws.shape, bool(jnp.all(draws[0] > 0)), bool(jnp.all(draws[1] == 0))
+    ((2, 4), True, True)
     """
     w = jnp.exp(logits - jnp.max(logits, axis=-1, keepdims=True))
-    cdf = jnp.cumsum(w, axis=-1)
-    u = jax.random.uniform(key, (logits.shape[0], num)) * cdf[:, -1:]
-    idx = jax.vmap(jnp.searchsorted)(cdf, u)
-    return jnp.minimum(idx, logits.shape[-1] - 1).astype(jnp.int32)
+    rows, n = w.shape
+    width = math.isqrt(n - 1) + 1  # b = ⌈√N⌉
+    blocks = -(-n // width)
+    w = jnp.pad(w, ((0, 0), (0, blocks * width - n))).reshape(rows, blocks, width)
+    block_cdf = jnp.sum(w, axis=-1) @ jnp.triu(jnp.ones((blocks, blocks), w.dtype))  # (rows, B)
+    u = (1.0 - jax.random.uniform(key, (rows, num), w.dtype)) * block_cdf[:, -1:]  # (0, total]
+    block = jnp.minimum(jax.vmap(jnp.searchsorted)(block_cdf, u), blocks - 1)
+    below = jnp.take_along_axis(block_cdf, jnp.maximum(block - 1, 0), axis=1)
+    inner = jnp.take_along_axis(w, block[..., None], axis=1)  # (rows, num, b)
+    inner_cdf = inner @ jnp.triu(jnp.ones((width, width), w.dtype))
+    # where u falls within its block (> 0), at most the block's own running total
+    rest = jnp.minimum(u - jnp.where(block > 0, below, 0.0), inner_cdf[..., -1])
+    within = jnp.minimum(jax.vmap(jax.vmap(jnp.searchsorted))(inner_cdf, rest), width - 1)
+    return jnp.minimum(block * width + within, n - 1).astype(jnp.int32)
 
 
 def _backward_logits(log_q, x_prev, log_w, x_rows):
@@ -120,7 +147,8 @@ def _exact_backward(key, log_q, x_prev, log_w, x_new, num_backward: int):
     return categorical_rows(key, logits, num_backward), jnp.asarray(1.0)
 
 
-_ROUND = 8  # candidates per index per rejection round
+_FIRST_ROUND = 4  # candidates per index in the first rejection round (all indices)
+_RETRY_ROUND = 28  # candidates per still-pending index in each later round
 
 
 def _rejection_backward(
@@ -129,9 +157,11 @@ def _rejection_backward(
     """Bounded-trials rejection sampler with exact fallback (an exact draw overall).
 
     Candidates from Cat(ω_t) are accepted with probability q / sup q (PaRIS's sampler). A first
-    round tries 8 candidates for every index; the indices still pending are gathered (a static
-    block of at most N Ñ / 16) and retried 8 at a time until each has found one or tried
-    ``max_trials`` (Dau & Chopin 2022's hybrid); the rest are drawn exactly, 32 at a time.
+    round tries 4 candidates for every index; the indices still pending are gathered (a static
+    block of at most N Ñ / 8) and given up to 28 more at once, until each has found one or tried
+    ``max_trials`` (Dau & Chopin 2022's hybrid); the rest are drawn exactly, 16 at a time. With
+    the default 32 trials that is one retry round: on CPU a round's fixed cost (compaction,
+    scatters, the loop) outweighs the candidates it would save by retrying 8 at a time.
     In float64 one uniform per candidate serves twice: it picks the candidate by inverse CDF,
     and its place within that candidate's CDF bin is the acceptance uniform (independent of the
     candidate). Returns the indices and the fraction found by rejection.
@@ -141,11 +171,15 @@ def _rejection_backward(
     k_first, k_rounds, k_exact = jax.random.split(key, 3)
     cdf = _normalised_cdf(log_w)
     rows = jnp.repeat(jnp.arange(n), num_backward)  # the particle i of each flat index
+    first_round = min(_FIRST_ROUND, max_trials)
+    retry_round = min(_RETRY_ROUND, max_trials - first_round)
+    exact_rounds = retry_round == 0 or (max_trials - first_round) % retry_round == 0
 
-    def attempt(k, which):
-        """8 candidates for each flat index in ``which``: (found, first accepted)."""
+    def attempt(k, which, num, budget=None):
+        """``num`` candidates for each flat index in ``which`` (only the first ``budget`` count,
+        when given): (found, first accepted)."""
         k_cand, k_acc = jax.random.split(k)
-        u = jax.random.uniform(k_cand, (which.shape[0], _ROUND), cdf.dtype)
+        u = jax.random.uniform(k_cand, (which.shape[0], num), cdf.dtype)
         cand = _draw_from(cdf, u)
         xi = x_new[rows[which]]
         log_accept = (
@@ -160,13 +194,15 @@ def _rejection_backward(
         else:  # float32 would leave too few levels in a narrow bin: a second uniform
             v = jax.random.uniform(k_acc, cand.shape)
         accepted = jnp.log(v) < log_accept
+        if budget is not None:  # a last round longer than the trials left
+            accepted = accepted & (jnp.arange(num) < budget[:, None])
         first = jnp.take_along_axis(cand, jnp.argmax(accepted, -1)[:, None], -1)[:, 0]
         return jnp.any(accepted, axis=-1), first
 
-    found, flat = attempt(k_first, jnp.arange(size))
+    found, flat = attempt(k_first, jnp.arange(size), first_round)
     failed = ~found
-    trials = jnp.full(size, _ROUND)
-    block = max(1, min(size, max(32, size // 16)))
+    trials = jnp.full(size, first_round)
+    block = max(1, min(size, max(32, size // 8)))
 
     def retry_pending(state):
         _, failed, trials, _ = state
@@ -177,16 +213,19 @@ def _rejection_backward(
         key, sub = jax.random.split(key)
         (picked,) = jnp.nonzero(failed & (trials < max_trials), size=block, fill_value=size)
         safe = jnp.minimum(picked, size - 1)
-        ok, first = attempt(sub, safe)
+        budget = None if exact_rounds else max_trials - trials[safe]
+        ok, first = attempt(sub, safe, retry_round, budget)
         valid = picked < size
         indices = indices.at[picked].set(jnp.where(ok, first, indices[safe]), mode="drop")
         failed = failed.at[picked].set(failed[safe] & ~ok, mode="drop")
-        trials = trials.at[picked].add(jnp.where(valid, _ROUND, 0), mode="drop")
+        trials = trials.at[picked].add(jnp.where(valid, retry_round, 0), mode="drop")
         return indices, failed, trials, key
 
-    flat, failed, _, _ = jax.lax.while_loop(retry_pending, retry, (flat, failed, trials, k_rounds))
+    if retry_round > 0:
+        state = (flat, failed, trials, k_rounds)
+        flat, failed, _, _ = jax.lax.while_loop(retry_pending, retry, state)
     by_rejection = 1.0 - jnp.mean(failed)
-    exact_block = min(size, 32)
+    exact_block = min(size, 16)
 
     def pending(state):
         return jnp.any(state[1])
