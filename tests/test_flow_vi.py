@@ -249,3 +249,21 @@ def test_a_repeated_fit_reuses_the_programs_and_draws_as_a_fresh_one(flow):
     np.testing.assert_array_equal(reused.idata.posterior["mu"], fresh.idata.posterior["mu"])
     fit_vi(three_means, {"y": second[:3]}, seed=1, **options)  # other shapes: new programs
     assert len(flow_vi._PROGRAMS) == 4
+
+
+def test_a_stage_keeps_the_drawing_programs_of_its_last_sizes_only(monkeypatch):
+    """Fits that differ only in ``num_draws`` share a stage, which compiles one drawing program
+    per size: it keeps the last ``PROGRAMS_KEPT`` (2 here), not one per size ever asked."""
+    from bayesplug.inference import driver, flow_vi
+
+    monkeypatch.setattr(driver, "PROGRAMS_KEPT", 2)
+    flow_vi._PROGRAMS.clear()
+    for num_draws in (10, 11, 12):
+        y = np.random.default_rng(0).normal(size=(4, 3))
+        fit = fit_vi(three_means, {"y": y}, flow="planar", num_steps=50, num_draws=num_draws)
+        assert fit.idata.posterior["mu"].shape[1] == num_draws
+    stages = list(flow_vi._PROGRAMS.values())
+    assert stages and all(list(stage.draws) in ([], [11, 12]) for stage in stages), [
+        list(stage.draws) for stage in stages
+    ]
+    assert any(list(stage.draws) == [11, 12] for stage in stages)

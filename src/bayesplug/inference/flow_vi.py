@@ -367,7 +367,8 @@ class _Stage:
 class _Programs(NamedTuple):
     """What a stage compiled, for later fits with the same key: the target (log joint and
     NumPyro program), the SVI object and guide the programs were traced with (the programs take
-    the guide's constants as arguments), the training chunk, the drawing programs by size."""
+    the guide's constants as arguments), the training chunk, the drawing programs by size (the
+    last ``PROGRAMS_KEPT`` sizes)."""
 
     target_pair: tuple
     svi: Any
@@ -590,7 +591,7 @@ def _draw(stage, constrain, state, key, num_draws):
     compiled = stage.programs.draws.get(num_draws)
     if compiled is None:
         compiled = jax.jit(draws).lower(state, key, stage.inputs).compile()
-        stage.programs.draws[num_draws] = compiled
+        keep_program(stage.programs.draws, num_draws, compiled)  # the last 8 sizes
     compile_time = time.perf_counter() - start
     log_q, log_p, us, sites = compiled(state, key, stage.inputs)
     samples = {k: np.asarray(a) for k, a in sites.items()}

@@ -11,7 +11,7 @@ Rezende & Mohamed, "Variational Inference with Normalizing Flows" (ICML 2015), s
 
 Both are written as NumPyro transforms (no closed-form inverse is needed: the guide's sample
 records the log-determinant as an intermediate). Every family here is a *guide builder*: a
-function ``(dim, init_scale, key) -> guide(data)`` over one flat site ``"v"`` of length ``dim``,
+function ``(dim, init_scale, key) -> guide(inputs)`` over one flat site ``"v"`` of length ``dim``,
 for :mod:`bayesplug.inference.flow_vi`. ``iaf`` and ``bnaf`` are NumPyro's autoguides;
 ``maf`` and ``nsf`` (masked affine autoregressive, and rational-quadratic neural spline coupling)
 are flowjax flows, sampled with their ``sample_and_log_prob`` so no inverse pass is needed, and
@@ -159,7 +159,7 @@ def _paper_flow_guide(kind: str, dim: int, num_flows: int, init_scale: float, ke
     names = {"planar": ("u", "w", "b"), "radial": ("z0", "alpha_raw", "beta_raw")}[kind]
     layer = {"planar": PlanarTransform, "radial": RadialTransform}[kind]
 
-    def guide(data=None):
+    def guide(inputs=None):  # the target's inputs (data, shift, scale, constants): unused
         loc, scale = _base_params(dim, init_scale)
         params = [numpyro.param(f"{kind}_{n}", v) for n, v in zip(names, init, strict=True)]
         transforms = [layer(*(p[i] for p in params)) for i in range(num_flows)]
@@ -170,7 +170,7 @@ def _paper_flow_guide(kind: str, dim: int, num_flows: int, init_scale: float, ke
 
 
 def _gaussian_guide(kind: str, dim: int, init_scale: float):
-    def guide(data=None):
+    def guide(inputs=None):  # the target's inputs (data, shift, scale, constants): unused
         loc = numpyro.param("loc", jnp.zeros(dim))
         if kind == "diagonal":
             scale = numpyro.param(
