@@ -306,7 +306,10 @@ class ParticleGibbsBackend:
         "num_particles": Option(64, (int,), "particles N", positive_int),
         "num_backward": Option(2, (int,), "backward draws per particle Ñ (≥ 2)", positive_int),
         "backward": Option(
-            "auto", (str,), "exact, rejection or auto", one_of(("exact", "rejection", "auto"))
+            "auto",
+            (str,),
+            "exact, rejection or auto (rejection from 512 particles when the model has a bound)",
+            one_of(("exact", "rejection", "auto")),
         ),
         "max_trials": Option(32, (int,), "rejection candidates per index", positive_int),
         "num_iterations": Option(500, (int,), "PPG iterations per chain", positive_int),
