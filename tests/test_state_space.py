@@ -200,11 +200,15 @@ def test_exact_row_draws_follow_the_weights_and_never_a_zero_one(x64):
                 assert np.all(weights[row] > 0), "a zero weight was drawn"
                 want = draws * weights / weights.sum()
                 got = np.bincount(row, minlength=n)
-                # pool the categories expected fewer than 5 times (never the zero ones: none drawn)
+                # pool the categories expected fewer than 5 times (never the zero ones: none
+                # drawn); a pool still under 5 joins the smallest other category
                 keep = want >= 5
                 got = np.append(got[keep], got[~keep].sum())
                 want = np.append(want[keep], want[~keep].sum())
-                if want[-1] < 5:
+                if want[-1] < 5 and len(want) > 1:
+                    smallest = np.argmin(want[:-1])
+                    got[smallest] += got[-1]
+                    want[smallest] += want[-1]
                     got, want = got[:-1], want[:-1]
                 if len(want) < 2:
                     continue

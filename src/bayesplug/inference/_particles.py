@@ -173,7 +173,7 @@ def _rejection_backward(
     rows = jnp.repeat(jnp.arange(n), num_backward)  # the particle i of each flat index
     first_round = min(_FIRST_ROUND, max_trials)
     retry_round = min(_RETRY_ROUND, max_trials - first_round)
-    exact_rounds = retry_round == 0 or (max_trials - first_round) % retry_round == 0
+    whole_rounds = retry_round == 0 or (max_trials - first_round) % retry_round == 0
 
     def attempt(k, which, num, budget=None):
         """``num`` candidates for each flat index in ``which`` (only the first ``budget`` count,
@@ -213,7 +213,7 @@ def _rejection_backward(
         key, sub = jax.random.split(key)
         (picked,) = jnp.nonzero(failed & (trials < max_trials), size=block, fill_value=size)
         safe = jnp.minimum(picked, size - 1)
-        budget = None if exact_rounds else max_trials - trials[safe]
+        budget = None if whole_rounds else max_trials - trials[safe]
         ok, first = attempt(sub, safe, retry_round, budget)
         valid = picked < size
         indices = indices.at[picked].set(jnp.where(ok, first, indices[safe]), mode="drop")
