@@ -11,7 +11,9 @@ it: the likelihood in NumPy (no JAX call per point), the static ``NestedSampler`
 defaults (``sample="auto"``) and with ``sample="rslice"``; ln Z error from its own estimate.
 (Before 2026-12-02 this script gave dynesty a jitted JAX likelihood converted to a float per
 point and ``rwalk``: ~0.2 ms of overhead a call, which made bayesplug look 11.5x faster.)
-raw blackjax: ``blackjax.nss`` with the same settings as
+``bayesplug (ellipsoid)``: ``sampler="ellipsoid"`` (batched proposals from the live points'
+bounding ellipsoid, slice steps where it bounds poorly). raw blackjax: ``blackjax.nss`` with
+the same settings as
 bayesplug, jitted step in a Python loop, ``utils.finalise`` + ``utils.log_weights`` (100
 simulations) for ln Z ± error. Columns: ln Z, reported error, true error, likelihood
 evaluations, and wall time split into compilation and the rest.
@@ -183,10 +185,18 @@ def as_numpyro(d, log_l, bounds=None):
     return model
 
 
-def run_bayesplug(d, log_l, bounds=None):
+def run_bayesplug(d, log_l, bounds=None, sampler="slice"):
     model = NumPyroModel(as_numpyro(d, log_l, bounds))
     start = time.perf_counter()
-    fit = bp.fit(model, {}, method="nested", num_live=NUM_LIVE, dlogz=DLOGZ, progress=False)
+    fit = bp.fit(
+        model,
+        {},
+        method="nested",
+        num_live=NUM_LIVE,
+        dlogz=DLOGZ,
+        sampler=sampler,
+        progress=False,
+    )
     wall = time.perf_counter() - start
     a = fit.idata.attrs
     return (
@@ -280,6 +290,7 @@ def main() -> None:
         problems = [p for p in problems if p[0] in args.problems]
     runners = {
         "bayesplug": lambda d, f, b: run_bayesplug(d, f[0], b),
+        "bayesplug (ellipsoid)": lambda d, f, b: run_bayesplug(d, f[0], b, "ellipsoid"),
         "bayesplug (LAPACK)": lambda d, f, b: run_bayesplug(d, f[2], b) if len(f) > 2 else None,
         "raw blackjax.nss": lambda d, f, b: run_raw_blackjax(d, f[0], b),
     }
@@ -304,22 +315,24 @@ def main() -> None:
     if args.problems and "cc-marginalised-13" not in args.problems:
         return
     title = "CC kernel-marginalised GP (13-D)"
-    start = time.perf_counter()
-    fit = bp.fit(
-        bp.models.MarginalisedGP(),
-        bp.datasets.load("cosmic_chronometers"),
-        method="nested",
-        num_live=NUM_LIVE,
-        dlogz=DLOGZ,
-        progress=False,
-    )
-    a = fit.idata.attrs
-    print(
-        f"| {title} | bayesplug | {fit.log_evidence[0]:.3f} | "
-        f"{fit.log_evidence[1]:.3f} | n/a | {a['likelihood_evaluations']:,} | "
-        f"{a['compile_time']:.1f} | {time.perf_counter() - start - a['compile_time']:.1f} |",
-        flush=True,
-    )
+    for label, sampler in (("bayesplug", "slice"), ("bayesplug (ellipsoid)", "ellipsoid")):
+        start = time.perf_counter()
+        fit = bp.fit(
+            bp.models.MarginalisedGP(),
+            bp.datasets.load("cosmic_chronometers"),
+            method="nested",
+            num_live=NUM_LIVE,
+            dlogz=DLOGZ,
+            sampler=sampler,
+            progress=False,
+        )
+        a = fit.idata.attrs
+        print(
+            f"| {title} | {label} | {fit.log_evidence[0]:.3f} | "
+            f"{fit.log_evidence[1]:.3f} | n/a | {a['likelihood_evaluations']:,} | "
+            f"{a['compile_time']:.1f} | {time.perf_counter() - start - a['compile_time']:.1f} |",
+            flush=True,
+        )
     if importlib.util.find_spec("dynesty") is None:
         return
     log_l_numpy, bounds = cc_marginalised_numpy()

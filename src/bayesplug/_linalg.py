@@ -136,8 +136,13 @@ def gaussian_log_density(residual, covariance):
     >>> round(float(gaussian_log_density(jnp.array([1.0, 0.0]), jnp.eye(2) * 2.0)), 4)
     -2.781
     """
+    return _gaussian_log_density(jnp.asarray(residual), jnp.asarray(covariance))
+
+
+@jax.jit  # traced once per shape: a program evaluating it at many sites is traced faster
+def _gaussian_log_density(residual, covariance):
     factor = cholesky(covariance)
-    white = solve_lower(factor, jnp.asarray(residual))
+    white = solve_lower(factor, residual)
     n = residual.shape[-1]
     log_det = 2.0 * jnp.sum(jnp.log(jnp.diagonal(factor)))
     return -0.5 * (white @ white + log_det + n * jnp.log(2.0 * jnp.pi))

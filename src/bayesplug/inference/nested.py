@@ -7,7 +7,11 @@ log-likelihood split out of the NumPyro program by the bridge. It needs a proper
 ``num_delete`` slice chains of a step run in one loop, one batched likelihood evaluation per
 iteration, each chain advancing through its own slice steps (``inference._slice``: the same
 kernel as blackjax's, about half the batched evaluations of vmapping its per-step loops); the
-evaluations counted are every chain's, bracket ends included.
+evaluations counted are every chain's, bracket ends included. With ``sampler="ellipsoid"`` the
+new points come instead from the live points' enlarged bounding ellipsoid in the coordinates
+sigmoid(u) (``inference._ellipsoid``: batched proposals, an independence Metropolis-Hastings
+correction where the prior is not uniform there), each step handing over to the slice chains
+when the ellipsoid bounds the contour poorly.
 
 The run is a jitted ``lax.while_loop`` over NS steps in chunks of at most one e-fold of prior
 volume (``num_live / num_delete`` steps), writing the dead points into a fixed-size buffer, so one
@@ -42,7 +46,6 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable, Mapping
-from functools import partial
 from typing import Any, ClassVar, NamedTuple
 
 import jax
@@ -53,6 +56,7 @@ from .._linalg import one_at_a_time, uses_lapack
 from ..bridge import Bridge, program_key
 from ..errors import BayesplugError, ConvergenceWarning, InputError, InterruptedRunWarning
 from ..protocols import MAX_TIME, Model, Option, RawResult, positive, positive_int
+from ._ellipsoid import ellipsoid_update
 from ._slice import fused_slice_update
 from .driver import (
     active_checkpoint,
@@ -91,6 +95,7 @@ CHUNK_SECONDS = 0.5  # target wall time of one chunk (Ctrl-C and max_time act be
 # likelihoods one point at a time (``_lapack_on_cpu``). Kept as the default for speed: that run
 # takes 17.4 s at num_delete 64 and 23.2 s at 100 (2 cores, 2026-12-02).
 CPU_MAX_DELETE = 64
+SAMPLERS = ("slice", "ellipsoid")
 _COMPILED: dict[tuple, _Compiled] = {}  # most recent runs' compiled functions, oldest first
 
 
@@ -155,7 +160,8 @@ def _require_likelihood(bridge: Bridge) -> None:
 
 
 class NestedBackend:
-    """Nested slice sampling on the unconstrained space (see the module docstring)."""
+    """Nested slice (or bounding-ellipsoid) sampling on the unconstrained space (see the module
+    docstring)."""
 
     name: ClassVar[str] = "nested"
     requires: ClassVar[frozenset[str]] = frozenset({"continuous", "proper_prior"})
@@ -175,8 +181,16 @@ class NestedBackend:
         "num_inner_steps": Option(
             None,
             (int, type(None)),
-            "slice steps per new point (default max(5, 2 x dim))",
+            "slice steps per new point (default max(5, 2 x dim)); sampler='ellipsoid': "
+            "expected accepted moves per new point (default 5)",
             positive_int,
+        ),
+        "sampler": Option(
+            "slice",
+            (str,),
+            "'slice' (hit-and-run slice chains) or 'ellipsoid' (proposals uniform in the live "
+            "points' enlarged bounding ellipsoid, batched; unimodal posteriors, dim <~ 15)",
+            lambda v: None if v in SAMPLERS else f"must be one of {', '.join(map(repr, SAMPLERS))}",
         ),
         "dlogz": Option(0.01, (float,), "stop when ln(Z + Z_live) - ln Z < dlogz", positive),
         "max_steps": Option(
@@ -214,6 +228,7 @@ class NestedBackend:
         num_live: int | None,
         num_delete: int | None,
         num_inner_steps: int | None,
+        sampler: str,
         dlogz: float,
         max_steps: int,
         max_time: float | None,
@@ -261,6 +276,7 @@ class NestedBackend:
             "num_live": num_live,
             "num_delete": num_delete,
             "num_inner_steps": num_inner_steps,
+            "sampler": sampler,
             "dlogz": dlogz,
             "max_steps": max_steps,
             "max_time": max_time,
@@ -276,7 +292,7 @@ class NestedBackend:
             for key in ("num_steps", "likelihood_evaluations", "sampling_time", "compile_time")
         }
         attrs.update(
-            {k: pieces[0][2][k] for k in ("num_live", "num_delete", "num_inner_steps")},
+            {k: pieces[0][2][k] for k in ("num_live", "num_delete", "num_inner_steps", "sampler")},
             converged=int(all(p[2]["converged"] for p in pieces)),
             draws_are="resampled",
             strategy=strategy,
@@ -326,6 +342,7 @@ class NestedBackend:
         num_live,
         num_delete,
         num_inner_steps,
+        sampler,
         dlogz,
         max_steps,
         max_time,
@@ -334,11 +351,11 @@ class NestedBackend:
         bridge = Bridge.from_model(model_fn, data)
         _require_likelihood(bridge)
         num_live, num_delete, num_inner_steps = _settings(
-            bridge.dim, num_live, num_delete, num_inner_steps
+            bridge.dim, num_live, num_delete, num_inner_steps, sampler
         )
         steps_per_chunk = max(1, num_live // num_delete)
         init_key, run_key = jax.random.split(rng_key)
-        algorithm = _algorithm(bridge, num_inner_steps, num_delete)
+        algorithm = _algorithm(bridge, num_inner_steps, num_delete, sampler)
         # Compiled functions are reused by later runs of the same program, settings and data
         # shapes (seeds, repeated fits); data are arguments, never constants.
         cache_key = (
@@ -347,6 +364,7 @@ class NestedBackend:
             num_live,
             num_delete,
             num_inner_steps,
+            sampler,
             float(dlogz),
             bool(jax.config.jax_enable_x64),
             devices_in_use(),  # the compiled chunk's layout
@@ -383,6 +401,7 @@ class NestedBackend:
             "num_live": num_live,
             "num_delete": num_delete,
             "num_inner_steps": num_inner_steps,
+            "sampler": sampler,
             "num_steps": num_steps,
             "likelihood_evaluations": num_live + sum(_evaluations(b) for b in run.outputs),
             "converged": int(is_converged),
@@ -453,13 +472,16 @@ def _cached(cache_key, bridge: Bridge, algorithm: Callable):
     return cached, cache_key
 
 
-def _settings(dim: int, num_live, num_delete, num_inner_steps) -> tuple[int, int, int]:
+def _settings(
+    dim: int, num_live, num_delete, num_inner_steps, sampler: str = "slice"
+) -> tuple[int, int, int]:
     """The defaults: num_live max(100, 25 D), num_delete a tenth of it (at most
-    ``CPU_MAX_DELETE``), num_inner_steps max(5, 2 D)."""
+    ``CPU_MAX_DELETE``), num_inner_steps max(5, 2 D) slice steps or 5 ellipsoid moves."""
     num_live = num_live or max(100, 25 * dim)
     num_delete = num_delete or min(max(1, num_live // 10), CPU_MAX_DELETE)
     num_delete = min(num_delete, num_live - 1)
-    return num_live, num_delete, num_inner_steps or max(5, 2 * dim)
+    default_steps = 5 if sampler == "ellipsoid" else max(5, 2 * dim)
+    return num_live, num_delete, num_inner_steps or default_steps
 
 
 def _lapack_on_cpu(bridge: Bridge, data) -> bool:
@@ -472,40 +494,64 @@ def _lapack_on_cpu(bridge: Bridge, data) -> bool:
     return uses_lapack(lambda u: bridge.log_likelihood(u, data), jnp.zeros(bridge.dim))
 
 
-def _algorithm(bridge: Bridge, num_inner_steps: int, num_delete: int) -> Callable:
+def _algorithm(
+    bridge: Bridge, num_inner_steps: int, num_delete: int, sampler: str = "slice"
+) -> Callable:
     """``data -> blackjax.nss(...)`` on the bridge's prior and likelihood (a NaN likelihood is
-    −∞: outside every contour)."""
+    −∞: outside every contour), its inner update :func:`fused_slice_update` or, for
+    ``sampler="ellipsoid"``, :func:`ellipsoid_update`."""
     import blackjax
-    from blackjax.ns.base import init_state_strategy
+    from blackjax.ns import adaptive
+    from blackjax.ns.base import StateWithLogLikelihood
+    from blackjax.ns.nss import live_covariance_factor
 
     def checked(u, data):
-        value = bridge.log_likelihood(u, data)
-        return jnp.where(jnp.isnan(value), -jnp.inf, value)
+        """(log prior, log-likelihood) from one run of the program (tracing it once)."""
+        log_prior, value = bridge.split_log_density(u, data)
+        return log_prior, jnp.where(jnp.isnan(value), -jnp.inf, value)
+
+    lapack: list[bool] = []  # found once: it depends on the program and the data's shapes
 
     def algorithm(data):
-        per_point = one_at_a_time(checked) if _lapack_on_cpu(bridge, data) else checked
-        split = _split_when_batched(per_point)
+        if not lapack:
+            lapack.append(_lapack_on_cpu(bridge, data))
+        per_point = one_at_a_time(checked) if lapack[0] else checked
+        # custom_vmap traces the program twice: only where there are devices to split over
+        split = _split_when_batched(per_point) if len(devices_in_use()) > 1 else per_point
 
-        def log_likelihood(u):
-            return split(u, data)
-
-        def log_prior(u):
-            return bridge.log_prior(u, data)
+        def init_state(u, loglikelihood_birth=jnp.nan):
+            log_prior, log_likelihood = split(u, data)
+            birth = loglikelihood_birth * jnp.ones_like(log_likelihood)
+            return StateWithLogLikelihood(u, log_prior, log_likelihood, birth)
 
         def chains_in_one_loop(constrained_step, num_steps, num_chains):
             del constrained_step  # blackjax's per-chain step: replaced, same kernel
-            init_state = partial(
-                init_state_strategy, logprior_fn=log_prior, loglikelihood_fn=log_likelihood
-            )
+            slices = fused_slice_update(init_state, max(5, 2 * bridge.dim), num_chains)
+            if sampler == "ellipsoid":
+                return ellipsoid_update(init_state, num_steps, num_chains, fallback=slices)
             return fused_slice_update(init_state, num_steps, num_chains)
 
-        return blackjax.nss(
-            log_prior,
-            log_likelihood,
+        def unused(u):  # blackjax's own per-density calls are all replaced by init_state's
+            raise AssertionError("nested: a density evaluated outside init_state")
+
+        algo = blackjax.nss(
+            unused,
+            unused,
             num_inner_steps=num_inner_steps,
             num_delete=num_delete,
             update_strategy=chains_in_one_loop,
         )
+
+        def init(positions, rng_key=None):
+            """blackjax's ``nss`` init with :func:`init_state` (one trace of the program)."""
+            return adaptive.init(
+                positions,
+                init_state_fn=jax.vmap(init_state),
+                update_inner_kernel_params_fn=live_covariance_factor,
+                rng_key=rng_key,
+            )
+
+        return algo._replace(init=init)
 
     return algorithm
 
@@ -527,7 +573,8 @@ def _split_when_batched(log_likelihood: Callable) -> Callable:
         if u_batched and not any(jax.tree.leaves(data_batched)):  # blackjax's chains
             u = split_over_devices(u, axis_size)
         in_axes = (0 if u_batched else None, data_axes)
-        return jax.vmap(log_likelihood, in_axes=in_axes)(u, data), True
+        out = jax.vmap(log_likelihood, in_axes=in_axes)(u, data)
+        return out, jax.tree.map(lambda _: True, out)
 
     return wrapped
 
