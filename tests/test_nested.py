@@ -97,10 +97,13 @@ class TwoWidths(ModelBase):
         return logsumexp(log_l) + np.log(grid[1] - grid[0]) - np.log(10.0)
 
 
-def test_discrete_choice_probabilities_and_evidences():
+@pytest.mark.parametrize("sampler", ["slice", "ellipsoid"])
+def test_discrete_choice_probabilities_and_evidences(sampler):
     y = np.array([0.5, -0.3, 0.8, 2.9, -1.9])
     model = TwoWidths()
-    fit = bp.fit(model, {"y": y}, method="nested", num_live=400, seed=3, progress=False)
+    fit = bp.fit(
+        model, {"y": y}, method="nested", num_live=400, seed=3, sampler=sampler, progress=False
+    )
     table = fit.discrete_posterior("width")
     assert list(table.index) == ["narrow", "wide"]
     log_zk = np.array([model.log_evidence(y, w) for w in model.widths])
@@ -125,10 +128,12 @@ def test_unconverged_run_says_so_and_keeps_its_points():
     assert any("interrupted" in m for m in fit.diagnostics()["messages"])
 
 
-def test_a_resumed_run_stops_at_the_same_max_steps(tmp_path):
+@pytest.mark.parametrize("sampler", ["slice", "ellipsoid"])
+def test_a_resumed_run_stops_at_the_same_max_steps(tmp_path, sampler):
     """max_steps counts the steps before the checkpoint too (from the prior volume reached)."""
     model, _ = gaussian_in_box(np.zeros(2))
-    path, options = str(tmp_path / "run.ckpt"), {"num_live": 100, "max_steps": 25, "seed": 2}
+    path = str(tmp_path / "run.ckpt")
+    options = {"num_live": 100, "max_steps": 25, "seed": 2, "sampler": sampler}
     with pytest.warns(bp.InterruptedRunWarning):  # stopped after its first chunk (one step)
         part = bp.fit(model, {"mu": np.zeros(2)}, method="nested", checkpoint=path,
                       max_time=1e-9, progress=False, **options)  # fmt: skip
