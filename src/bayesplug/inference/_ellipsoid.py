@@ -142,7 +142,7 @@ def ellipsoid_update(
         return inside & (log_u < log_ratio)
 
     def update_fn(rng_key, state, loglikelihood_0, covariance_factor):
-        k_start, k_pilot, k_pilot_start, k_pilot_u, k_chains = jax.random.split(rng_key, 5)
+        k_start, k_pilot_start, k_loop, k_fallback = jax.random.split(rng_key, 4)
         particles = state.particles
         dtype = particles.position.dtype
         alive = (particles.loglikelihood > loglikelihood_0).astype(dtype)
@@ -157,48 +157,51 @@ def ellipsoid_update(
             index = jax.random.choice(key, alive.shape[0], (num_delete,), p=survivors)
             return jax.tree.map(lambda x: x[index], particles)
 
-        # pilot: the acceptance rate of fresh proposals against fresh survivors fixes T
-        pilot = evaluate(
-            _uniform_in_ellipsoid(k_pilot, mean, factor, radius2, num_delete), loglikelihood_0
-        )
-        rate = jnp.mean(accepts(k_pilot_u, pilot, survivor(k_pilot_start), loglikelihood_0))
-        rate = jnp.maximum(rate, 0.5 / num_delete)
-        num_iterations = jnp.clip(jnp.ceil(num_moves / rate), 1, _MAX_ITERATIONS).astype(jnp.int32)
+        def pick(flag, new, old):
+            return jax.tree.map(
+                lambda n, o: jnp.where(flag.reshape(flag.shape + (1,) * (n.ndim - 1)), n, o),
+                new,
+                old,
+            )
+
+        def body(carry):
+            """Iteration 0, the pilot: the acceptance rate of fresh proposals against fresh
+            survivors fixes the number of MH iterations T (0: the slice sampler's step).
+            Iterations 1..T: one MH step of every chain, all proposals evaluated in one batch."""
+            current, accepted, key, i, num_iterations = carry
+            key, k_x, k_u = jax.random.split(key, 3)
+            proposal = _uniform_in_ellipsoid(k_x, mean, factor, radius2, num_delete)
+            candidate = evaluate(proposal, loglikelihood_0)
+            is_pilot = i == 0
+            against = pick(jnp.broadcast_to(is_pilot, (num_delete,)), pilot_start, current)
+            move = accepts(k_u, candidate, against, loglikelihood_0)
+            pilot_rate = jnp.maximum(jnp.mean(move), 0.5 / num_delete)
+            planned = jnp.ceil(num_moves / pilot_rate).clip(1, _MAX_ITERATIONS).astype(jnp.int32)
+            planned = jnp.where((pilot_rate >= min_rate) & in_range, planned, 0)
+            num_iterations = jnp.where(is_pilot, planned, num_iterations)
+            move = move & ~is_pilot
+            return pick(move, candidate, current), accepted + move, key, i + 1, num_iterations
+
+        def more(carry):
+            i, num_iterations = carry[3], carry[4]
+            return (i == 0) | (i <= num_iterations)
+
+        start, pilot_start = survivor(k_start), survivor(k_pilot_start)
+        zeros = jnp.zeros(num_delete, jnp.int32)
+        carry = (start, zeros, k_loop, jnp.int32(0), jnp.int32(0))
+        current, accepted, _, _, num_iterations = jax.lax.while_loop(more, body, carry)
 
         def from_the_ellipsoid(_):
-            return chains(k_start, k_chains, num_iterations)
-
-        def by_the_fallback(_):
-            new, info = fallback(k_chains, state, loglikelihood_0, covariance_factor)
-            return new, info._replace(num_shrink=info.num_shrink + 1)  # the pilot's evaluation
-
-        def chains(k_start, k_chains, num_iterations):
-            """num_delete chains of num_iterations independence MH steps from survivors."""
-            start = survivor(k_start)
-            zeros = jnp.zeros(num_delete, jnp.int32)
-            current, accepted, _ = jax.lax.fori_loop(
-                0, num_iterations, body, (start, zeros, k_chains)
-            )
             new = current._replace(
                 loglikelihood_birth=jnp.full_like(current.loglikelihood_birth, loglikelihood_0)
             )
             evaluations = jnp.full(num_delete, num_iterations + 1, jnp.int32)
             return new, SliceChainsInfo(zeros, evaluations, accepted)
 
-        def body(i, carry):
-            current, accepted, key = carry
-            key, k_x, k_u = jax.random.split(key, 3)
-            proposal = _uniform_in_ellipsoid(k_x, mean, factor, radius2, num_delete)
-            candidate = evaluate(proposal, loglikelihood_0)
-            move = accepts(k_u, candidate, current, loglikelihood_0)
-            current = jax.tree.map(
-                lambda n, o: jnp.where(move.reshape(move.shape + (1,) * (n.ndim - 1)), n, o),
-                candidate,
-                current,
-            )
-            return current, accepted + move, key
+        def by_the_fallback(_):
+            new, info = fallback(k_fallback, state, loglikelihood_0, covariance_factor)
+            return new, info._replace(num_shrink=info.num_shrink + 1)  # the pilot's evaluation
 
-        use = (rate >= min_rate) & in_range
-        return jax.lax.cond(use, from_the_ellipsoid, by_the_fallback, None)
+        return jax.lax.cond(num_iterations > 0, from_the_ellipsoid, by_the_fallback, None)
 
     return update_fn
