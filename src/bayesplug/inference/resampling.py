@@ -1,7 +1,8 @@
 """Turning weighted draws into equal-weight ones (nested sampling, importance-weighted VI).
 
-One implementation of each scheme: blackjax's (``blackjax.smc.resampling``), which the particle
-filters use too (:mod:`bayesplug.inference._particles`).
+One scheme, blackjax's systematic resampling (``blackjax.smc.resampling.systematic``, which the
+particle filters use inside their compiled programs, :mod:`bayesplug.inference._particles`),
+mirrored here in NumPy for post-processing outside them.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ def systematic_resample(weights: np.ndarray, size: int, rng: np.random.Generator
 
     One uniform offset, ``size`` evenly spaced points through the weights' CDF: each draw ``i`` is
     kept ``floor(size w_i)`` or ``ceil(size w_i)`` times (Kitagawa 1996), the least noisy of the
-    standard schemes. blackjax's ``systematic``, in float64 (tens of thousands of nested-sampling
-    weights summed in float32 would shift the CDF), keyed from ``rng``.
+    standard schemes. blackjax's ``systematic`` (same offset from the same key, same CDF search
+    and clipping) in float64 NumPy: tens of thousands of nested-sampling weights summed in float32
+    would shift the CDF, and JAX run eagerly compiled each operation anew for every length of
+    ``weights`` — 0.4 s of every nested fit (2026-12-04), against well under 1 ms here.
 
     Examples
     --------
@@ -28,7 +31,6 @@ def systematic_resample(weights: np.ndarray, size: int, rng: np.random.Generator
     """
     import jax
     import jax.numpy as jnp
-    from blackjax.smc import resampling
 
     weights = np.asarray(weights, dtype=np.float64)
     if weights.ndim != 1 or weights.size == 0 or not np.all(np.isfinite(weights)):
@@ -36,6 +38,8 @@ def systematic_resample(weights: np.ndarray, size: int, rng: np.random.Generator
     if np.any(weights < 0) or weights.sum() <= 0:
         raise ValueError("systematic_resample needs non-negative weights with a positive sum.")
     key = jax.random.key(int(rng.integers(2**62)))
-    with jax.enable_x64(True):
-        index = resampling.systematic(key, jnp.asarray(weights / weights.sum()), size)
-        return np.asarray(index, dtype=np.int64)
+    with jax.enable_x64(True):  # blackjax's offset: one scalar draw (one compilation a process)
+        offset = float(jax.random.uniform(key, (), jnp.float64))
+    cdf = np.cumsum(weights / weights.sum())
+    index = np.searchsorted(cdf, (np.arange(size, dtype=np.float64) + offset) / size)
+    return np.clip(index, 0, weights.size - 1).astype(np.int64)
