@@ -480,8 +480,13 @@ def _settings(
     num_live = num_live or max(100, 25 * dim)
     num_delete = num_delete or min(max(1, num_live // 10), CPU_MAX_DELETE)
     num_delete = min(num_delete, num_live - 1)
-    default_steps = 5 if sampler == "ellipsoid" else max(5, 2 * dim)
+    default_steps = 5 if sampler == "ellipsoid" else _slice_steps(dim)
     return num_live, num_delete, num_inner_steps or default_steps
+
+
+def _slice_steps(dim: int) -> int:
+    """The default slice steps per new point: max(5, 2 D)."""
+    return max(5, 2 * dim)
 
 
 def _lapack_on_cpu(bridge: Bridge, data) -> bool:
@@ -526,8 +531,8 @@ def _algorithm(
 
         def chains_in_one_loop(constrained_step, num_steps, num_chains):
             del constrained_step  # blackjax's per-chain step: replaced, same kernel
-            slices = fused_slice_update(init_state, max(5, 2 * bridge.dim), num_chains)
-            if sampler == "ellipsoid":
+            if sampler == "ellipsoid":  # poorly bounded steps: slice chains at their defaults
+                slices = fused_slice_update(init_state, _slice_steps(bridge.dim), num_chains)
                 return ellipsoid_update(init_state, num_steps, num_chains, fallback=slices)
             return fused_slice_update(init_state, num_steps, num_chains)
 
@@ -556,15 +561,15 @@ def _algorithm(
     return algorithm
 
 
-def _split_when_batched(log_likelihood: Callable) -> Callable:
-    """``log_likelihood(u, data)`` whose ``vmap`` over ``u`` (blackjax's parallel slice chains,
-    the live points) splits the batch over the devices in use
+def _split_when_batched(densities: Callable) -> Callable:
+    """``densities(u, data)`` (log prior and log-likelihood) whose ``vmap`` over ``u`` (the
+    parallel chains, the live points) splits the batch over the devices in use
     (:func:`~bayesplug.inference.driver.split_over_devices`): the evaluations, a nested run's
     cost, run on every device. ``data`` is an argument (it may be traced), never batched."""
 
     @jax.custom_batching.custom_vmap
     def wrapped(u, data):
-        return log_likelihood(u, data)
+        return densities(u, data)
 
     @wrapped.def_vmap
     def _split(axis_size, in_batched, u, data):
@@ -573,7 +578,7 @@ def _split_when_batched(log_likelihood: Callable) -> Callable:
         if u_batched and not any(jax.tree.leaves(data_batched)):  # blackjax's chains
             u = split_over_devices(u, axis_size)
         in_axes = (0 if u_batched else None, data_axes)
-        out = jax.vmap(log_likelihood, in_axes=in_axes)(u, data)
+        out = jax.vmap(densities, in_axes=in_axes)(u, data)
         return out, jax.tree.map(lambda _: True, out)
 
     return wrapped
