@@ -14,8 +14,13 @@ import bayesplug as bp
 from bayesplug.models.sparse_within_sparse_gp import (
     SparseWithinSparseGP,
     _cholesky_rows,
+    band_covariance,
+    band_order,
+    banded_rows,
+    banded_subset_covariance,
     nearest_inducing,
     subset_covariance,
+    swsgp_bound,
 )
 
 
@@ -57,7 +62,10 @@ def masked_values(gp, params):
 
 @pytest.mark.parametrize("likelihood", ["gaussian", "bernoulli"])
 def test_bound_with_all_neighbours_is_the_svgp_bound(likelihood, monkeypatch):
-    """H = M: the SWSGP bound equals gpjax's SVGP ELBO (VariationalGaussian) at the same q."""
+    """H = M: the SWSGP bound equals gpjax's SVGP ELBO (VariationalGaussian) at the same q.
+
+    1-D inputs give a factor L that is triangular in the sorted order of the inducing inputs
+    (``band_order``), so gpjax gets them in that order (the same q, relabelled)."""
     import gpjax as gpx
     from jax.scipy.special import ndtr
 
@@ -87,7 +95,9 @@ def test_bound_with_all_neighbours_is_the_svgp_bound(likelihood, monkeypatch):
         )
         ours = float(gp.bound(params, x, y) - log_prior)
 
-        factor = dense_factor(gp.rows, masked_values(gp, params))
+        order = gp.band_order
+        factor = dense_factor(gp.rows, masked_values(gp, params))[np.ix_(order, order)]
+        assert np.array_equal(factor, np.tril(factor))
         kernel = gpx.kernels.RBF(lengthscale=0.7, variance=1.0)
         prior = gpx.gps.Prior(mean_function=gpx.mean_functions.Zero(), kernel=kernel, jitter=1e-6)
         lik = (
@@ -97,8 +107,8 @@ def test_bound_with_all_neighbours_is_the_svgp_bound(likelihood, monkeypatch):
         )
         q = gpx.variational_families.VariationalGaussian(
             prior * lik,
-            inducing_inputs=jnp.asarray(gp.inducing_init),
-            variational_mean=params["q_mean"][:, None],
+            inducing_inputs=jnp.asarray(gp.inducing_init)[order],
+            variational_mean=params["q_mean"][order, None],
             variational_root_covariance=jnp.asarray(factor),
         )
         reference = float(gpx.objectives.elbo(q, gpx.Dataset(X=x, y=y[:, None])))
@@ -124,6 +134,62 @@ def test_subset_covariance_is_the_true_marginal():
     for small in ([17], [4, 29]):  # no pair, one pair
         got = subset_covariance(jnp.asarray(rows), jnp.asarray(values), jnp.asarray(small))
         np.testing.assert_allclose(got, s[np.ix_(small, small)], rtol=1e-5, atol=1e-6)
+
+
+def test_banded_subset_covariance_is_the_true_marginal():
+    """1-D inputs: L is banded in sorted order, and S_AA read from the band of S equals the
+    sub-block of the dense L Lᵀ, pairs more than K apart (zero) included; rows that are not
+    banded in any order (2-D Vecchia rows, a row moved) are recognised as such."""
+    rng = np.random.default_rng(4)
+    z = rng.normal(size=(40, 1))
+    rows = _cholesky_rows(z, 5)
+    order = band_order(rows)
+    np.testing.assert_array_equal(order, np.argsort(z[:, 0]))
+    values = rng.normal(size=rows.shape)
+    values[:, 0] = np.abs(values[:, 0]) + 0.5
+    values[:, 1:] *= rows[:, 1:] != np.arange(40)[:, None]
+    dense = dense_factor(rows, values)
+    assert np.array_equal(dense[np.ix_(order, order)], np.tril(dense[np.ix_(order, order)]))
+    s = dense @ dense.T
+    position = np.argsort(order)
+    band = band_covariance(jnp.asarray(values)[order])
+    for subset in ([order[0], order[39], order[20]], rng.choice(40, 16, replace=False)):
+        subset = np.asarray(subset)
+        got = banded_subset_covariance(band, jnp.asarray(position[subset]))
+        np.testing.assert_allclose(got, s[np.ix_(subset, subset)], rtol=1e-5, atol=1e-6)
+    assert band_order(_cholesky_rows(rng.normal(size=(40, 2)), 5)) is None
+    moved = banded_rows(order, 5)
+    moved[order[10], 2] = order[3]
+    assert band_order(moved) is None
+    assert band_order(banded_rows(order, 5)[:, :1]) is not None  # K = 1: diagonal S
+
+
+def test_bound_and_its_gradient_are_the_same_through_the_band():
+    """The banded S_AA is a faster route to the same bound: value and gradient agree with the
+    column matching of ``subset_covariance`` (float64)."""
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(5)
+        gp = SparseWithinSparseGP(num_inducing=30, num_neighbours=6, covariance_neighbours=4)
+        clean = gp.validate(sine_data(200, seed=2))
+        assert gp.band_order is not None
+        params = random_q(gp, rng)
+        theta = gp._bound_params(params, jnp.float64)
+        x, y = jnp.asarray(clean["x"]), jnp.asarray(clean["y"])
+        options = dict(
+            num_data=200,
+            kernel="rbf",
+            likelihood="gaussian",
+            num_neighbours=6,
+            rows=jnp.asarray(gp.rows),
+            jitter=1e-5,
+        )
+        values = [
+            jax.value_and_grad(lambda t, o=o: swsgp_bound(t, x, y, order=o, **options))(theta)
+            for o in (None, gp.band_order)
+        ]
+    np.testing.assert_allclose(values[0][0], values[1][0], rtol=1e-12)
+    for key in theta:
+        np.testing.assert_allclose(values[0][1][key], values[1][1][key], rtol=1e-9, atol=1e-12)
 
 
 def test_neighbours_follow_the_inducing_inputs():

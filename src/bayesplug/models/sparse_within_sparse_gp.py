@@ -9,9 +9,12 @@ O(B H³ + B M D) instead of SVGP's O(B M² + M³).
 
 **Variational fit** (``method="svi"``, the paper's bound). q(u) = N(m, S) over all M inducing
 values; point i sees its marginal q(u_A) = N(m_A, S_AA), the *true* marginal of S (not the
-sub-block of a global Cholesky factor). S = L Lᵀ with a sparse lower-triangular L: row j holds
+sub-block of a global Cholesky factor). S = L Lᵀ with a sparse triangular L: row j holds
 its diagonal and ``covariance_neighbours - 1`` entries at the nearest *earlier* inducing inputs
 (a Vecchia-like pattern fixed at initialisation), so S_AA = L_A L_Aᵀ costs O(H² K²) per point.
+For 1-D inputs "earlier" is "to the left" (the K - 1 inducing inputs just left of j at
+initialisation): L is then banded in sorted order and S_AA is read from the band of S, computed
+once a step in O(M K²), which makes the training step 1.6-1.8× faster (docs/benchmarks.md).
 The bound on a batch B of N data is
 
     (N/|B|) Σ_{i∈B} E_{q(f_i)}[log p(y_i | f_i)] − (1/|B|) Σ_{i∈B} KL(q(u_{A_i}) ‖ p(u_{A_i}))
@@ -70,7 +73,16 @@ from ..errors import InputError, did_you_mean
 from .base import ModelBase
 from .kernels import KERNELS, build_kernel
 
-__all__ = ["SparseWithinSparseGP", "nearest_inducing", "subset_covariance", "swsgp_bound"]
+__all__ = [
+    "SparseWithinSparseGP",
+    "band_covariance",
+    "band_order",
+    "banded_rows",
+    "banded_subset_covariance",
+    "nearest_inducing",
+    "subset_covariance",
+    "swsgp_bound",
+]
 
 _LIKELIHOODS = ("gaussian", "bernoulli")
 _INITS = ("kmeans", "grid", "random")
@@ -166,12 +178,19 @@ def factor_values(rows, diag, offdiag):
 def _cholesky_rows(z, num_entries: int) -> np.ndarray:
     """Column pattern of L: row j = [j, its nearest earlier inducing inputs...] (padded with j).
 
-    Row j may use columns < j only, which keeps L lower triangular in the inducing order (and so
-    S = L Lᵀ positive definite for any positive diagonal).
+    Row j may use columns earlier than j only, which keeps L triangular (and so S = L Lᵀ
+    positive definite for any positive diagonal). For D >= 2, earlier means earlier in the
+    inducing order (a Vecchia pattern). For 1-D inputs, earlier means to the left: the columns
+    are the K - 1 inducing inputs just left of j in sorted order (:func:`banded_rows`), so L is
+    banded in that order and S_AA comes from a band of S (:func:`band_covariance`) instead of
+    per-pair column matching: S_AA's value + grad 2.2 -> 0.4 ms a step (B = 256, H = 16, K = 8).
     """
-    z = jnp.asarray(z)
+    z = np.asarray(z)
     m = z.shape[0]
     k = min(num_entries, m) - 1
+    if z.shape[1] == 1:
+        return banded_rows(np.argsort(z[:, 0], kind="stable"), k + 1)
+    z = jnp.asarray(z)
     index = jnp.arange(m)
     if k == 0:
         return np.asarray(index[:, None])
@@ -184,6 +203,96 @@ def _cholesky_rows(z, num_entries: int) -> np.ndarray:
 
     earlier = jax.lax.map(one, index, batch_size=256)
     return np.asarray(jnp.concatenate([index[:, None], earlier], axis=1))
+
+
+def banded_rows(order: np.ndarray, num_entries: int) -> np.ndarray:
+    """Rows of a factor L that is banded in the order ``order`` (a permutation of range(M)).
+
+    The row of inducing input ``order[r]`` is ``[order[r], order[r - 1], ..., order[r - K + 1]]``
+    (entries before the start padded with ``order[r]``): entry k of a row sits k places to its
+    left in that order.
+
+    Examples
+    --------
+    >>> banded_rows(np.array([2, 0, 1]), 2).tolist()  # order 2, 0, 1: 0 follows 2, 1 follows 0
+    [[0, 2], [1, 0], [2, 2]]
+    """
+    order = np.asarray(order)
+    m = order.shape[0]
+    position = np.arange(m)[:, None] - np.arange(min(num_entries, m))[None, :]
+    by_position = np.where(position >= 0, order[np.maximum(position, 0)], order[:, None])
+    rows = np.empty_like(by_position)
+    rows[order] = by_position
+    return rows
+
+
+def band_order(rows: np.ndarray) -> np.ndarray | None:
+    """The order in which ``rows`` is banded (:func:`banded_rows`), or None when it is not.
+
+    Examples
+    --------
+    >>> band_order(banded_rows(np.array([2, 0, 1]), 2)).tolist()
+    [2, 0, 1]
+    >>> band_order(np.array([[0, 0], [1, 0], [2, 0]])) is None  # 1 and 2 both follow 0
+    True
+    """
+    rows = np.asarray(rows)
+    m, k = rows.shape
+    if k == 1:
+        return np.arange(m)
+    before = rows[:, 1]
+    first = np.flatnonzero(before == np.arange(m))
+    if len(first) != 1:
+        return None
+    follows = np.flatnonzero(before != np.arange(m))
+    after = np.full(m, -1)
+    after[before[follows]] = follows  # where two rows follow one, the checks below fail
+    order = np.empty(m, dtype=rows.dtype)
+    order[0] = first[0]
+    for r in range(1, m):
+        order[r] = after[order[r - 1]]
+        if order[r] < 0:
+            return None
+    if not np.array_equal(np.sort(order), np.arange(m)):
+        return None
+    return order if np.array_equal(banded_rows(order, k), rows) else None
+
+
+def band_covariance(values):
+    """The band of S = L Lᵀ for L banded in its own order, from its rows ``values`` (M, K).
+
+    ``values[r, k]`` is L[r, r - k]. Returns (M, K + 1) with S[r, r - d] at [r, d] for
+    d < K and a zero column K (the entries |r - s| >= K, which are 0). O(M K²), once per step.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> band_covariance(jnp.array([[1.0, 0.0], [3.0, 2.0], [5.0, 4.0]])).tolist()
+    [[1.0, 0.0, 0.0], [13.0, 2.0, 0.0], [41.0, 12.0, 0.0]]
+    """
+    m, k = values.shape
+    columns = [jnp.sum(values * values, -1)]
+    for d in range(1, k):
+        left = jnp.concatenate([jnp.zeros((d, k - d), values.dtype), values[:-d, : k - d]], 0)
+        columns.append(jnp.sum(values[:, d:] * left, -1))  # sum_k L[r, r-k] L[r-d, r-k]
+    columns.append(jnp.zeros(m, values.dtype))
+    return jnp.stack(columns, 1)
+
+
+def banded_subset_covariance(band, positions):
+    """S_AA at the places ``positions`` (..., H) in the band's order, from :func:`band_covariance`.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> band = band_covariance(jnp.array([[1.0, 0.0], [3.0, 2.0], [5.0, 4.0]]))
+    >>> banded_subset_covariance(band, jnp.array([2, 1])).tolist()
+    [[41.0, 12.0], [12.0, 13.0]]
+    """
+    width = band.shape[1]
+    a, b = positions[..., :, None], positions[..., None, :]
+    place = jnp.maximum(a, b) * width + jnp.minimum(jnp.abs(a - b), width - 1)
+    return band.reshape(-1)[place]
 
 
 def _kernel(name: str, amplitude, lengthscale):
@@ -234,11 +343,13 @@ def swsgp_bound(
     num_neighbours: int,
     rows,
     jitter: float,
+    order: np.ndarray | None = None,
 ):
     """The SWSGP evidence lower bound on a batch (without log p(θ)); see the module docstring.
 
     ``params`` holds ``amplitude``, ``lengthscale``, ``noise`` (Gaussian), ``q_mean`` (M,),
-    ``q_diag`` (M,) positive, ``q_offdiag`` (M, K-1) and ``inducing_inputs`` (M, D).
+    ``q_diag`` (M,) positive, ``q_offdiag`` (M, K-1) and ``inducing_inputs`` (M, D). ``order``:
+    where ``rows`` is banded (:func:`band_order`), that order, for the fast S_AA.
     """
     amplitude, lengthscale = params["amplitude"], params["lengthscale"]
     z = params["inducing_inputs"]
@@ -248,7 +359,11 @@ def swsgp_bound(
     h = num_neighbours
 
     inverse, log_det_k, alpha, residual = _conditional(k, amplitude, jitter, z, x, subsets)
-    s_aa = jax.vmap(lambda subset: subset_covariance(rows, values, subset))(subsets)
+    if order is None:
+        s_aa = jax.vmap(lambda subset: subset_covariance(rows, values, subset))(subsets)
+    else:
+        position = jnp.asarray(np.argsort(order))
+        s_aa = banded_subset_covariance(band_covariance(values[order]), position[subsets])
     tiny = 1e-6 * jnp.trace(s_aa, axis1=-2, axis2=-1) / h  # rounding guard; S_AA is PD already
     _, log_det_s = cholesky_inverse(s_aa + tiny[:, None, None] * jnp.eye(h, dtype=s_aa.dtype))
     m_a = params["q_mean"][subsets]
@@ -378,6 +493,7 @@ class SparseWithinSparseGP(ModelBase):
         self.jitter, self.init_seed = float(jitter), int(init_seed)
         self.inducing_init = None
         self.rows = None
+        self.band_order = None
         self.num_data = None
 
     # --- data ------------------------------------------------------------------------------
@@ -405,6 +521,7 @@ class SparseWithinSparseGP(ModelBase):
         self.x_range = float(np.mean(np.ptp(x2, axis=0))) or 1.0
         self.inducing_init = self._initial_inducing(x2)
         self.rows = _cholesky_rows(self.inducing_init, self.covariance_neighbours)
+        self.band_order = band_order(self.rows)
         return {"x": x2, "y": y}
 
     def _initial_inducing(self, x: np.ndarray) -> np.ndarray:
@@ -518,6 +635,7 @@ class SparseWithinSparseGP(ModelBase):
             num_neighbours=self.num_neighbours,
             rows=jnp.asarray(self.rows),
             jitter=self.jitter,
+            order=self.band_order,
         )
         log_prior = sum(self._prior(n).log_prob(theta[n]) for n in self.hyperparameter_names())
         return value + log_prior
