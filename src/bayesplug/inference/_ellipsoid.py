@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 
 from .._linalg import cholesky, solve_lower
-from ._slice import SliceChainsInfo
+from ._slice import SliceChainsInfo, alive_mask, draw_survivors
 
 __all__ = ["ellipsoid_update"]
 
@@ -145,17 +145,14 @@ def ellipsoid_update(
         k_start, k_pilot_start, k_loop, k_fallback = jax.random.split(rng_key, 4)
         particles = state.particles
         dtype = particles.position.dtype
-        alive = (particles.loglikelihood > loglikelihood_0).astype(dtype)
-        alive = jnp.where(alive.sum() > 0, alive, jnp.ones_like(alive))
+        alive = alive_mask(particles, loglikelihood_0, dtype)
         squashed = jax.nn.sigmoid(particles.position)
         mean, factor, radius2 = _bounding_ellipsoid(squashed, alive, enlarge)
         live_z = jnp.where(alive[:, None] > 0, particles.position, 0.0)
         in_range = (jnp.max(live_z) < _MAX_Z) & (jnp.min(live_z) > _MIN_Z)
-        survivors = alive / alive.sum()
 
         def survivor(key):
-            index = jax.random.choice(key, alive.shape[0], (num_delete,), p=survivors)
-            return jax.tree.map(lambda x: x[index], particles)
+            return draw_survivors(key, particles, alive, num_delete)
 
         def pick(flag, new, old):
             return jax.tree.map(

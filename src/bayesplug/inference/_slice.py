@@ -73,6 +73,19 @@ def _start_slice(key, particle, covariance_factor, max_steps: int):
     return direction, level, left, left + 1.0, budget_left, max_steps - 1 - budget_left
 
 
+def alive_mask(particles, loglikelihood_0, dtype):
+    """1 for the live points above the contour ``loglikelihood_0``, 0 for the rest (all 1 when
+    none is above: a plateau)."""
+    alive = (particles.loglikelihood > loglikelihood_0).astype(dtype)
+    return jnp.where(alive.sum() > 0, alive, jnp.ones_like(alive))
+
+
+def draw_survivors(key, particles, alive, num: int):
+    """``num`` live points drawn uniformly, with replacement, from those ``alive`` marks."""
+    index = jax.random.choice(key, alive.shape[0], (num,), p=alive / alive.sum())
+    return jax.tree.map(lambda x: x[index], particles)
+
+
 def fused_slice_update(
     init_state_fn: Callable,
     num_inner_steps: int,
@@ -96,12 +109,8 @@ def fused_slice_update(
     def update_fn(rng_key, state, loglikelihood_0, covariance_factor):
         choice_key, chain_key = jax.random.split(rng_key)
         particles = state.particles
-        alive = (particles.loglikelihood > loglikelihood_0).astype(covariance_factor.dtype)
-        alive = jnp.where(alive.sum() > 0, alive, jnp.ones_like(alive))
-        start = jax.random.choice(
-            choice_key, alive.shape[0], (num_delete,), p=alive / alive.sum(), replace=True
-        )
-        particle = jax.tree.map(lambda x: x[start], particles)
+        alive = alive_mask(particles, loglikelihood_0, covariance_factor.dtype)
+        particle = draw_survivors(choice_key, particles, alive, num_delete)
         keys = jax.random.split(chain_key, num_delete)
         split = jax.vmap(jax.random.split)(keys)
         keys, first = split[:, 0], split[:, 1]
