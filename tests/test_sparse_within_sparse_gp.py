@@ -18,6 +18,7 @@ from bayesplug.models.sparse_within_sparse_gp import (
     band_order,
     banded_rows,
     banded_subset_covariance,
+    bitonic_argsort,
     nearest_inducing,
     subset_covariance,
     swsgp_bound,
@@ -204,10 +205,11 @@ def test_neighbours_follow_the_inducing_inputs():
     assert got[0, 0] not in again[0]
 
 
-@pytest.mark.parametrize("m, h", [(40, 4), (8, 4), (7, 4), (200, 16)])
+@pytest.mark.parametrize("m, h", [(40, 4), (8, 4), (7, 4), (200, 16), (5000, 16)])
 def test_neighbours_on_a_line_are_the_exact_nearest(m, h):
-    """1-D inputs (a sorted window when M >= 2H, else all distances): the h nearest, exactly,
-    including points beyond either end of the inducing inputs."""
+    """1-D inputs (a sorted window when M >= 2H, else all distances; from M = 4,096 sorted by
+    the bitonic network): the h nearest, exactly, including points beyond either end of the
+    inducing inputs."""
     rng = np.random.default_rng(m)
     z = rng.uniform(-3, 3, (m, 1))
     x = np.concatenate([rng.uniform(-4, 4, (300, 1)), [[-9.0], [9.0]], z[:3] + 1e-9])
@@ -217,6 +219,18 @@ def test_neighbours_on_a_line_are_the_exact_nearest(m, h):
     assert np.all(np.diff(chosen, axis=1) >= 0)  # nearest first
     assert np.all(chosen[:, -1] <= np.sort(distance, 1)[:, h - 1])  # none farther than needed
     assert np.all(np.sort(got, 1)[:, 1:] != np.sort(got, 1)[:, :-1])  # distinct
+
+
+@pytest.mark.parametrize("m", [1, 2, 3, 8, 37, 4096, 5000])
+def test_bitonic_argsort_sorts(m):
+    """The sorting network returns a permutation that sorts, for lengths that are and are not
+    powers of two, with and without ties."""
+    rng = np.random.default_rng(m)
+    for values in (rng.normal(size=m), rng.integers(0, 3, m)):
+        values = values.astype(np.float32)
+        got = np.asarray(jax.jit(bitonic_argsort)(jnp.asarray(values)))
+        np.testing.assert_array_equal(np.sort(got), np.arange(m))
+        np.testing.assert_array_equal(values[got], np.sort(values))
 
 
 @pytest.fixture(scope="module")
