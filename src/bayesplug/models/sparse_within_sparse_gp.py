@@ -179,7 +179,7 @@ def bitonic_argsort(values):
 
 
 def subset_covariance(rows, values, subset):
-    """S_AA = L_A L_Aᵀ for the sparse lower-triangular factor L of S, at the inducing set A.
+    """S_AA = L_A L_Aᵀ for the sparse triangular factor L of S, at the inducing set A.
 
     ``rows[j]`` holds the column indices of row j of L and ``values[j]`` its entries (K each;
     padding entries have value 0). Entry (a, b) sums ``values[a, k] * values[b, l]`` over the
