@@ -280,6 +280,8 @@ class NestedBackend:
             "dlogz": dlogz,
             "max_steps": max_steps,
             "max_time": max_time,
+            # the choices' coordinates: one bound per category for sampler="ellipsoid"
+            "choices": {f"{site}_u": len(labels) for site, labels in choices.items()},
         }
         keys = [jax.random.fold_in(rng_key, i) for i in range(len(runs))]
         if cluster is None:
@@ -346,6 +348,7 @@ class NestedBackend:
         dlogz,
         max_steps,
         max_time,
+        choices=None,
     ):
         """One nested-sampling run of ``model_fn``: (points, bridge, attrs, state, interrupted)."""
         bridge = Bridge.from_model(model_fn, data)
@@ -355,7 +358,8 @@ class NestedBackend:
         )
         steps_per_chunk = max(1, num_live // num_delete)
         init_key, run_key = jax.random.split(rng_key)
-        algorithm = _algorithm(bridge, num_inner_steps, num_delete, sampler)
+        coordinates = _choice_coordinates(bridge, choices or {}) if sampler == "ellipsoid" else ()
+        algorithm = _algorithm(bridge, num_inner_steps, num_delete, sampler, coordinates)
         # Compiled functions are reused by later runs of the same program, settings and data
         # shapes (seeds, repeated fits); data are arguments, never constants.
         cache_key = (
@@ -365,6 +369,7 @@ class NestedBackend:
             num_delete,
             num_inner_steps,
             sampler,
+            coordinates,
             float(dlogz),
             bool(jax.config.jax_enable_x64),
             devices_in_use(),  # the compiled chunk's layout
@@ -499,12 +504,56 @@ def _lapack_on_cpu(bridge: Bridge, data) -> bool:
     return uses_lapack(lambda u: bridge.log_likelihood(u, data), jnp.zeros(bridge.dim))
 
 
+def _choice_coordinates(bridge: Bridge, choices: Mapping[str, int]) -> tuple:
+    """``((index, K), ...)``: where each discrete choice's coordinate ``<choice>_u`` (a scalar
+    U(0, 1) site, ``K`` categories) lies in the bridge's parameter vector; choices fixed by a
+    condition (``strategy="enumerate"``) are not parameters and are left out."""
+    sites = bridge.unravel(jnp.arange(bridge.dim, dtype=jnp.float32))
+    return tuple(
+        (int(sites[site]), int(k))
+        for site, k in choices.items()
+        if site in sites and jnp.size(sites[site]) == 1 and k > 1
+    )
+
+
+def _uniform_in_the_cube(bridge: Bridge, data) -> bool:
+    """Whether every latent site's prior is a ``Uniform``: then w = sigmoid(z) is uniform in the
+    unit cube (NumPyro maps ``Uniform(a, b)`` to z = logit((x - a) / (b - a))), and the
+    per-category bounds sample by plain rejection (``inference._categories``)."""
+    import numpyro
+    import numpyro.distributions as dist
+    from numpyro import handlers
+
+    def base(fn):
+        while isinstance(fn, dist.Independent | dist.ExpandedDistribution):
+            fn = fn.base_dist
+        return fn
+
+    found: list[bool] = []
+
+    def probe(data):
+        with numpyro.validation_enabled(False), handlers.block():
+            trace = handlers.trace(handlers.seed(bridge.model_fn, 0)).get_trace(**data)
+        found.append(
+            all(type(base(trace[s]["fn"])) is dist.Uniform for s in bridge.info.latent_sites)
+        )
+        return jnp.zeros(())
+
+    jax.eval_shape(probe, dict(data))
+    return found[0]
+
+
 def _algorithm(
-    bridge: Bridge, num_inner_steps: int, num_delete: int, sampler: str = "slice"
+    bridge: Bridge,
+    num_inner_steps: int,
+    num_delete: int,
+    sampler: str = "slice",
+    choices: tuple = (),
 ) -> Callable:
     """``data -> blackjax.nss(...)`` on the bridge's prior and likelihood (a NaN likelihood is
     −∞: outside every contour), its inner update :func:`fused_slice_update` or, for
-    ``sampler="ellipsoid"``, :func:`ellipsoid_update`."""
+    ``sampler="ellipsoid"``, :func:`ellipsoid_update` — :func:`category_update`, one bound per
+    category, where the model has discrete ``choices`` (``((index, K), ...)``)."""
     import blackjax
     from blackjax.ns import adaptive
     from blackjax.ns.base import StateWithLogLikelihood
@@ -516,10 +565,12 @@ def _algorithm(
         return log_prior, jnp.where(jnp.isnan(value), -jnp.inf, value)
 
     lapack: list[bool] = []  # found once: it depends on the program and the data's shapes
+    uniform: list[bool] = []
 
     def algorithm(data):
         if not lapack:
             lapack.append(_lapack_on_cpu(bridge, data))
+            uniform.append(sampler == "ellipsoid" and _uniform_in_the_cube(bridge, data))
         per_point = one_at_a_time(checked) if lapack[0] else checked
         # custom_vmap traces the program twice: only where there are devices to split over
         split = _split_when_batched(per_point) if len(devices_in_use()) > 1 else per_point
@@ -533,7 +584,14 @@ def _algorithm(
             del constrained_step  # blackjax's per-chain step: replaced, same kernel
             if sampler == "ellipsoid":  # poorly bounded steps: slice chains at their defaults
                 slices = fused_slice_update(init_state, _slice_steps(bridge.dim), num_chains)
-                return ellipsoid_update(init_state, num_steps, num_chains, fallback=slices)
+                return ellipsoid_update(
+                    init_state,
+                    num_steps,
+                    num_chains,
+                    fallback=slices,
+                    choices=choices,
+                    uniform_prior=uniform[0],
+                )
             return fused_slice_update(init_state, num_steps, num_chains)
 
         def unused(u):  # blackjax's own per-density calls are all replaced by init_state's
