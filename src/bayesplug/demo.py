@@ -58,10 +58,19 @@ def run_demo(out_dir: str | Path = ".", *, seed: int = 0, progress: bool | None 
     print("bayesplug demo: H0 from 31 cosmic-chronometer H(z) points")
     print(
         f"model: GP marginalised over kernels {', '.join(model.kernels)}; constant mean; "
-        "published errors + fitted jitter\nmethod: nested sampling (500 live points)\n"
+        "published errors + fitted jitter\n"
+        "method: nested sampling (500 live points, one bounding region per kernel)\n"
     )
     start = time.perf_counter()
-    fit = api.fit(model, data, method="nested", seed=seed, progress=progress, num_live=500)
+    fit = api.fit(
+        model,
+        data,
+        method="nested",
+        sampler="ellipsoid",
+        seed=seed,
+        progress=progress,
+        num_live=500,
+    )
     h0 = fit.predict({"x": np.array([0.0])}, seed=seed, num_draws=2000)
     elapsed = time.perf_counter() - start
     table = fit.discrete_posterior("kernel")

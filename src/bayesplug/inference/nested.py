@@ -9,9 +9,10 @@ iteration, each chain advancing through its own slice steps (``inference._slice`
 kernel as blackjax's, about half the batched evaluations of vmapping its per-step loops); the
 evaluations counted are every chain's, bracket ends included. With ``sampler="ellipsoid"`` the
 new points come instead from the live points' enlarged bounding ellipsoid in the coordinates
-sigmoid(u) (``inference._ellipsoid``: batched proposals, an independence Metropolis-Hastings
-correction where the prior is not uniform there), each step handing over to the slice chains
-when the ellipsoid bounds the contour poorly.
+sigmoid(u) (``inference._ellipsoid``: batched proposals; rejection sampling where every prior is
+uniform, an independence Metropolis-Hastings correction where not) — for a model with discrete
+choices, from one bound per category (``inference._bounds``) — each step handing over to the
+slice chains when the bound covers the contour poorly.
 
 The run is a jitted ``lax.while_loop`` over NS steps in chunks of at most one e-fold of prior
 volume (``num_live / num_delete`` steps), writing the dead points into a fixed-size buffer, so one
@@ -189,7 +190,8 @@ class NestedBackend:
             "slice",
             (str,),
             "'slice' (hit-and-run slice chains) or 'ellipsoid' (proposals uniform in the live "
-            "points' enlarged bounding ellipsoid, batched; unimodal posteriors, dim <~ 15)",
+            "points' enlarged bounding ellipsoid, or one bound per category of a discrete "
+            "choice, batched; unimodal posteriors, dim <~ 15)",
             lambda v: None if v in SAMPLERS else f"must be one of {', '.join(map(repr, SAMPLERS))}",
         ),
         "dlogz": Option(0.01, (float,), "stop when ln(Z + Z_live) - ln Z < dlogz", positive),
@@ -552,8 +554,8 @@ def _algorithm(
 ) -> Callable:
     """``data -> blackjax.nss(...)`` on the bridge's prior and likelihood (a NaN likelihood is
     −∞: outside every contour), its inner update :func:`fused_slice_update` or, for
-    ``sampler="ellipsoid"``, :func:`ellipsoid_update` — :func:`category_update`, one bound per
-    category, where the model has discrete ``choices`` (``((index, K), ...)``)."""
+    ``sampler="ellipsoid"``, :func:`ellipsoid_update` (one bound per category where the model
+    has discrete ``choices``, ``((index, K), ...)``)."""
     import blackjax
     from blackjax.ns import adaptive
     from blackjax.ns.base import StateWithLogLikelihood
