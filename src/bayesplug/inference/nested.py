@@ -507,9 +507,13 @@ def _lapack_on_cpu(bridge: Bridge, data) -> bool:
 
 
 def _choice_coordinates(bridge: Bridge, choices: Mapping[str, int]) -> tuple:
-    """``((index, K), ...)``: where each discrete choice's coordinate ``<choice>_u`` (a scalar
-    U(0, 1) site, ``K`` categories) lies in the bridge's parameter vector; choices fixed by a
-    condition (``strategy="enumerate"``) are not parameters and are left out."""
+    """``((index, K), ...)``: where each discrete choice's coordinate ``<choice>_u`` (``K``
+    categories) lies in the bridge's parameter vector; choices fixed by a condition
+    (``strategy="enumerate"``) are not parameters and are left out. The bounds split w =
+    sigmoid(z) of that coordinate into the cells [k/K, (k+1)/K): for the model's U(0, 1)
+    coordinate mapped by floor(K u) exactly its categories (for any other prior or map the
+    cells are still a partition of the cube, each bounding its own live points: correct, not
+    aligned with the likelihood's slabs, so slower)."""
     sites = bridge.unravel(jnp.arange(bridge.dim, dtype=jnp.float32))
     return tuple(
         (int(sites[site]), int(k))
@@ -521,7 +525,8 @@ def _choice_coordinates(bridge: Bridge, choices: Mapping[str, int]) -> tuple:
 def _uniform_in_the_cube(bridge: Bridge, data) -> bool:
     """Whether every latent site's prior is a ``Uniform``: then w = sigmoid(z) is uniform in the
     unit cube (NumPyro maps ``Uniform(a, b)`` to z = logit((x - a) / (b - a))), and the
-    per-category bounds sample by plain rejection (``inference._categories``)."""
+    ellipsoid sampler draws by plain rejection (``inference._ellipsoid``). Found from the
+    distributions' types, while tracing the program once (nothing is computed)."""
     import numpyro
     import numpyro.distributions as dist
     from numpyro import handlers
@@ -541,7 +546,7 @@ def _uniform_in_the_cube(bridge: Bridge, data) -> bool:
         )
         return jnp.zeros(())
 
-    jax.eval_shape(probe, dict(data))
+    jax.make_jaxpr(lambda _: probe(data))(0.0)
     return found[0]
 
 
