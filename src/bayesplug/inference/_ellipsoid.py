@@ -35,7 +35,8 @@ accepted moves on average and stays at its start with probability about e^(−nu
 Fallback. A step whose first batch (the pilot) accepts under ``min_rate`` (a curved or
 multi-modal contour), or whose live points lie where sigmoid(z) has lost the digits to map
 back (z > 12 in float32), is run by ``fallback``, the slice chains; so are the chains still
-waiting after ``_MAX_ROUNDS`` rounds of rejection sampling. Each fallback chain starts at its
+waiting after 2 / ``min_rate`` rounds of rejection sampling (``min_rate`` is ~1 / (5 x slice
+steps) there, the break-even against the slice chains). Each fallback chain starts at its
 own survivor, so every new point is a draw from the contour whichever sampler made it. As in
 every bounding-region sampler, where the bound does not cover the contour the new points miss
 the uncovered part (ln Z biased: high where a bound cuts the contour's edges, low where it
@@ -44,6 +45,7 @@ misses a mode): the enlargement is the margin.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import jax
@@ -59,7 +61,6 @@ _MAX_ITERATIONS = 2_000  # bound on T (an acceptance rate under num_moves / 2,00
 # is held to ~1% in float32 (spacing 6e-8 below 1), so w maps back to z within 0.01; further
 # out those digits are gone. Near 0, sigmoid(z) keeps its relative precision (to z ~ -87).
 _MAX_Z, _MIN_Z = 12.0, -30.0
-_MAX_ROUNDS = 50  # rejection sampling: batches of proposals before the fallback takes over
 
 
 def _log_density_squashed(particle):
@@ -91,6 +92,7 @@ def ellipsoid_update(
     ``num_shrink``, the pilot's included; ``num_accepted`` the chain's accepted moves).
     """
     choices = tuple((int(i), int(k)) for i, k in choices)
+    max_rounds = int(min(math.ceil(2.0 / min_rate), _MAX_ITERATIONS))
 
     def evaluate(proposal, loglikelihood_0):
         """Particles at the squashed points ``w`` (N, D); those not found: rejected."""
@@ -145,7 +147,7 @@ def ellipsoid_update(
         """Uniform prior: each chain takes the first proposal inside the contour, an exact
         draw from the bound ∩ {L > L₀} (no pilot: each round's ``num_delete`` proposals go, in
         order, to the chains still waiting). After a first round under ``min_rate``, or
-        ``_MAX_ROUNDS`` rounds, the chains still waiting are the fallback's (a draw all the
+        2 / ``min_rate`` rounds, the chains still waiting are the fallback's (a draw all the
         same: whether a chain waits does not depend on where the contour's points are)."""
 
         def body(carry):
@@ -162,7 +164,7 @@ def ellipsoid_update(
 
         def more(carry):
             _, waiting, _, i, rate = carry
-            return jnp.any(waiting) & (i < _MAX_ROUNDS) & ((i == 0) | (rate >= min_rate))
+            return jnp.any(waiting) & (i < max_rounds) & ((i == 0) | (rate >= min_rate))
 
         waiting = jnp.broadcast_to(usable, (num_delete,))
         carry = (start, waiting, key, jnp.int32(0), jnp.zeros((), start.position.dtype))

@@ -491,6 +491,16 @@ def _settings(
     return num_live, num_delete, num_inner_steps or default_steps
 
 
+def _min_rate(uniform_prior: bool, slice_steps: int) -> float:
+    """The ellipsoid's acceptance rate under which a step is the slice chains'. Metropolis
+    chains (any prior) need ``num_moves`` / rate iterations: 0.1, measured as the break-even
+    (session 18). Rejection sampling (uniform priors) needs ~1 / rate evaluations a chain,
+    against ~5 for each of ``slice_steps`` slice steps (stepping out and shrinking): the
+    break-even is ~1 / (5 x slice_steps), 0.0077 at D = 13. With 0.1 there, a tenth of the 13-D
+    marginalised GP's steps went to the slice chains and cost two thirds of its evaluations."""
+    return 1.0 / (5.0 * slice_steps) if uniform_prior else 0.1
+
+
 def _slice_steps(dim: int) -> int:
     """The default slice steps per new point: max(5, 2 D)."""
     return max(5, 2 * dim)
@@ -590,12 +600,14 @@ def _algorithm(
         def chains_in_one_loop(constrained_step, num_steps, num_chains):
             del constrained_step  # blackjax's per-chain step: replaced, same kernel
             if sampler == "ellipsoid":  # poorly bounded steps: slice chains at their defaults
-                slices = fused_slice_update(init_state, _slice_steps(bridge.dim), num_chains)
+                slice_steps = _slice_steps(bridge.dim)
+                slices = fused_slice_update(init_state, slice_steps, num_chains)
                 return ellipsoid_update(
                     init_state,
                     num_steps,
                     num_chains,
                     fallback=slices,
+                    min_rate=_min_rate(uniform[0], slice_steps),
                     choices=choices,
                     uniform_prior=uniform[0],
                 )
