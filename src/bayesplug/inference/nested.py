@@ -86,6 +86,7 @@ class _Compiled(NamedTuple):
     log_likelihood: Any
     init: Any
     advance: Any
+    advance_lean: Any = None  # sampler="ellipsoid": the chunk without the slice fallback
 
 
 USER_STOP_SECONDS = 1e-3  # after Ctrl-C, each category left runs its first chunk only
@@ -362,6 +363,12 @@ class NestedBackend:
         init_key, run_key = jax.random.split(rng_key)
         coordinates = _choice_coordinates(bridge, choices or {}) if sampler == "ellipsoid" else ()
         algorithm = _algorithm(bridge, num_inner_steps, num_delete, sampler, coordinates)
+        # the ellipsoid's chunks run without its slice fallback until a step needs it
+        lean = sampler == "ellipsoid"
+        if lean:
+            algorithm_lean = _algorithm(
+                bridge, num_inner_steps, num_delete, sampler, coordinates, with_fallback=False
+            )
         # Compiled functions are reused by later runs of the same program, settings and data
         # shapes (seeds, repeated fits); data are arguments, never constants.
         cache_key = (
@@ -380,25 +387,47 @@ class NestedBackend:
         positions = bridge.sample_prior(init_key, num_live, data)
         _check_initial_points(cached.log_likelihood(positions, data), num_live)
         state = split_over_devices(cached.init(positions, data, init_key), num_live)
-        advance = build_chunk(
-            algorithm,
-            steps_per_chunk=steps_per_chunk,
-            num_delete=num_delete,
-            dim=bridge.dim,
-            dtype=positions.dtype,
-            dlogz=dlogz,
-        )
-        compile_start = time.perf_counter()
-        if cached.advance is None:
-            lowered = jax.jit(advance).lower((state, run_key), data, jnp.int32(steps_per_chunk))
-            cached = cached._replace(advance=lowered.compile())
+        chunk_options = {
+            "steps_per_chunk": steps_per_chunk,
+            "num_delete": num_delete,
+            "dim": bridge.dim,
+            "dtype": positions.dtype,
+            "dlogz": dlogz,
+        }
+        example = ((state, run_key), data, jnp.int32(steps_per_chunk))
+        late_compile = [0.0]
+
+        def compiled(algorithm):
+            start = time.perf_counter()
+            advance = jax.jit(build_chunk(algorithm, **chunk_options)).lower(*example).compile()
+            return advance, time.perf_counter() - start
+
+        def full():
+            """The chunk with the slice fallback: compiled on the first step that needs it."""
+            nonlocal cached
+            if cached.advance is None:
+                advance, seconds = compiled(algorithm)
+                late_compile[0] += seconds
+                cached = cached._replace(advance=advance)
+                if cache_key is not None:
+                    keep_program(_COMPILED, cache_key, cached)
+            return cached.advance
+
+        compile_time = 0.0
+        if not lean:
+            full()
+            compile_time, late_compile[0] = late_compile[0], 0.0
+        elif cached.advance_lean is None:
+            advance, compile_time = compiled(algorithm_lean)
+            cached = cached._replace(advance_lean=advance)
             if cache_key is not None:
                 keep_program(_COMPILED, cache_key, cached)
-        compile_time = time.perf_counter() - compile_start
+        first = cached.advance_lean if lean else cached.advance
         run = _drive(
-            cached.advance, (state, run_key), data, num_live, num_delete, steps_per_chunk, dlogz,
-            max_steps, progress, max_time,
+            first, (state, run_key), data, num_live, num_delete, steps_per_chunk, dlogz,
+            max_steps, progress, max_time, full=full,
         )  # fmt: skip
+        compile_time += late_compile[0]  # the fallback's program, if a step needed it
         final_state = run.state[0]
         is_converged = bool(converged(final_state, dlogz))
         num_steps = sum(int(b.count) for b in run.outputs)
@@ -413,7 +442,7 @@ class NestedBackend:
             "likelihood_evaluations": num_live + sum(_evaluations(b) for b in run.outputs),
             "converged": int(is_converged),
             "stopped_by_user": int(run.by_user),
-            "sampling_time": run.seconds,
+            "sampling_time": run.seconds - late_compile[0],
             "compile_time": compile_time,
         }
         return nested, bridge, attrs, run.state, run.interrupted or not is_converged
@@ -566,11 +595,13 @@ def _algorithm(
     num_delete: int,
     sampler: str = "slice",
     choices: tuple = (),
+    with_fallback: bool = True,
 ) -> Callable:
     """``data -> blackjax.nss(...)`` on the bridge's prior and likelihood (a NaN likelihood is
     −∞: outside every contour), its inner update :func:`fused_slice_update` or, for
     ``sampler="ellipsoid"``, :func:`ellipsoid_update` (one bound per category where the model
-    has discrete ``choices``, ``((index, K), ...)``)."""
+    has discrete ``choices``, ``((index, K), ...)``; without its slice fallback unless
+    ``with_fallback``: see :func:`build_chunk`)."""
     import blackjax
     from blackjax.ns import adaptive
     from blackjax.ns.base import StateWithLogLikelihood
@@ -602,11 +633,11 @@ def _algorithm(
             if sampler == "ellipsoid":  # poorly bounded steps: slice chains at their defaults
                 slice_steps = _slice_steps(bridge.dim)
                 slices = fused_slice_update(init_state, slice_steps, num_chains)
-                return ellipsoid_update(
+                return ellipsoid_update(  # fallback None: a step that needs it stalls the chunk
                     init_state,
                     num_steps,
                     num_chains,
-                    fallback=slices,
+                    fallback=slices if with_fallback else None,
                     min_rate=_min_rate(uniform[0], slice_steps),
                     choices=choices,
                     uniform_prior=uniform[0],
@@ -692,10 +723,15 @@ def converged(state, dlogz: float) -> jax.Array:
 def build_chunk(
     algorithm: Callable, *, steps_per_chunk: int, num_delete: int, dim: int, dtype, dlogz: float
 ) -> Callable:
-    """``advance((state, key), data, limit) -> ((state, key), DeadBuffer)``: at most ``limit``
-    (≤ ``steps_per_chunk``, traced) steps of ``algorithm(data)`` (blackjax's nested slice
-    sampler), or until :func:`converged`; each step's deleted points, their birth contours and
-    likelihood evaluations land in a fixed-size buffer. Pure: jit it."""
+    """``advance((state, key), data, limit) -> ((state, key), DeadBuffer, stalled)``: at most
+    ``limit`` (≤ ``steps_per_chunk``, traced) steps of ``algorithm(data)`` (blackjax's nested
+    slice sampler), or until :func:`converged`; each step's deleted points, their birth contours
+    and likelihood evaluations land in a fixed-size buffer. Pure: jit it.
+
+    An ellipsoid update built without its slice fallback (``_algorithm(...,
+    with_fallback=False)``: a smaller program, compiled ~40% faster) marks a step that needs it;
+    that step is undone (state and key as before it) and the chunk stops with ``stalled`` true,
+    for the driver to redo the step with the full program, compiled only then."""
 
     def advance(carry, data, limit):
         state, key = carry
@@ -709,29 +745,35 @@ def build_chunk(
         )
 
         def cond(c):
-            state, _, buffer = c
-            return (buffer.count < limit) & ~converged(state, dlogz)
+            state, _, buffer, stalled = c
+            return (buffer.count < limit) & ~converged(state, dlogz) & ~stalled
 
         def body(c):
-            state, key, buffer = c
-            key, step_key = jax.random.split(key)
-            state, info = algo.step(step_key, state)
+            before, key_before, buffer, _ = c
+            key, step_key = jax.random.split(key_before)
+            state, info = algo.step(step_key, before)
             dead = info.particles
             slices = info.update_info
+            needs = getattr(slices, "needs_fallback", None)
+            stalled = jnp.asarray(False) if needs is None else jnp.any(needs)
+            state = jax.tree.map(lambda old, new: jnp.where(stalled, old, new), before, state)
+            key = jnp.where(stalled, key_before, key)
             evaluations = jnp.sum(slices.num_expansions) + jnp.sum(slices.num_shrink)
-            i = buffer.count
+            i = buffer.count  # a stalled step's row is written, not counted, and overwritten
             buffer = DeadBuffer(
                 buffer.position.at[i].set(dead.position),
                 buffer.loglikelihood.at[i].set(dead.loglikelihood),
                 buffer.loglikelihood_birth.at[i].set(dead.loglikelihood_birth),
                 buffer.evaluations.at[i].set(evaluations.astype(jnp.int32)),
-                i + 1,
+                i + jnp.where(stalled, 0, 1),
             )
-            return state, key, buffer
+            return state, key, buffer, stalled
 
-        state, key, buffer = jax.lax.while_loop(cond, body, (state, key, empty))
+        carry = (state, key, empty, jnp.asarray(False))
+        state, key, buffer, stalled = jax.lax.while_loop(cond, body, carry)
         # the live points stay split over the devices in use, chunk after chunk
-        return (split_over_devices(state, state.particles.loglikelihood.shape[0]), key), buffer
+        state = split_over_devices(state, state.particles.loglikelihood.shape[0])
+        return (state, key), buffer, stalled
 
     return advance
 
@@ -742,13 +784,15 @@ def _evaluations(buffer) -> int:
 
 def _drive(
     compiled, carry, data, num_live, num_delete, steps_per_chunk, dlogz, max_steps, progress,
-    max_time,
+    max_time, full=None,
 ):  # fmt: skip
     """Chunks of adaptive length under the driver: one step first, then as many as fill
     CHUNK_SECONDS at the measured time per step (at most one e-fold, the buffer's size, and never
     past ``max_steps``), so the progress bar, Ctrl-C and max_time act within about CHUNK_SECONDS
     whatever a step costs. Steps are counted from the state (:func:`steps_taken`), so a resumed
-    run stops at the same ``max_steps`` as an uninterrupted one."""
+    run stops at the same ``max_steps`` as an uninterrupted one. After a chunk of ``compiled``
+    stalls (a step needing the slice fallback it was built without), the next chunk is one step
+    of ``full()`` (the program with the fallback, compiled on first use)."""
     shown = [num_live]  # running total for the progress bar only
 
     def postfix(carry, buffer):
@@ -759,14 +803,21 @@ def _drive(
         return {"ln Z": f"{log_z:.3f}", "ln Z_live - ln Z": f"{remaining:.2f}", "evals": shown[0]}
 
     limit = [1]
+    redo = [False]  # the last chunk stalled: its next step needs the full program
 
     def adaptive(carry):
+        if redo[0]:
+            carry, buffer, _ = full()(carry, data, jnp.int32(1))
+            redo[0] = False
+            return carry, buffer
         start = time.perf_counter()
         left = max_steps - steps_taken(carry[0], num_live, num_delete)
-        carry, buffer = compiled(carry, data, jnp.int32(max(1, min(limit[0], left))))
+        carry, buffer, stalled = compiled(carry, data, jnp.int32(max(1, min(limit[0], left))))
         count = int(jax.block_until_ready(buffer).count)
-        per_step = (time.perf_counter() - start) / max(count, 1)
-        limit[0] = int(np.clip(CHUNK_SECONDS / per_step, 1, steps_per_chunk))
+        redo[0] = bool(stalled)
+        if count:
+            per_step = (time.perf_counter() - start) / count
+            limit[0] = int(np.clip(CHUNK_SECONDS / per_step, 1, steps_per_chunk))
         return carry, buffer
 
     def done(carry, _):
