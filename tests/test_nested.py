@@ -97,13 +97,12 @@ class TwoWidths(ModelBase):
         return logsumexp(log_l) + np.log(grid[1] - grid[0]) - np.log(10.0)
 
 
-@pytest.mark.parametrize("sampler", ["slice", "ellipsoid"])
-def test_discrete_choice_probabilities_and_evidences(sampler):
+def test_discrete_choice_probabilities_and_evidences():
+    """The default sampler for a model with discrete choices is the per-category bounds."""
     y = np.array([0.5, -0.3, 0.8, 2.9, -1.9])
     model = TwoWidths()
-    fit = bp.fit(
-        model, {"y": y}, method="nested", num_live=400, seed=3, sampler=sampler, progress=False
-    )
+    fit = bp.fit(model, {"y": y}, method="nested", num_live=400, seed=3, progress=False)
+    assert fit.idata.attrs["sampler"] == "ellipsoid"
     table = fit.discrete_posterior("width")
     assert list(table.index) == ["narrow", "wide"]
     log_zk = np.array([model.log_evidence(y, w) for w in model.widths])
@@ -114,6 +113,21 @@ def test_discrete_choice_probabilities_and_evidences(sampler):
         assert abs(row["probability"] - p_true[k]) < 3 * row["probability_err"] + 0.02
     # the total evidence is the prior-weighted mean of the per-category ones
     assert abs(fit.log_evidence[0] - (logsumexp(log_zk) - np.log(2))) < 3 * fit.log_evidence[1]
+
+
+def test_slice_chains_on_discrete_choices_warn_that_their_errors_are_too_small():
+    """The slice chains seldom cross between categories, so the categories' shares follow the
+    survivors (on ``two_slabs``, 30 seeds: ln Z spread 2.5x its reported error, a category's
+    probability 3.7x): asked for explicitly, they say so; one run per category does not."""
+    y = {"y": np.array([0.5, -0.3])}
+    options = {"method": "nested", "num_live": 50, "max_steps": 3, "progress": False}
+    with pytest.warns(bp.ConvergenceWarning, match="seldom move between categories") as caught:
+        fit = bp.fit(TwoWidths(), y, sampler="slice", **options)
+    assert fit.idata.attrs["sampler"] == "slice"
+    assert caught[0].filename == __file__  # pointed at the caller's line
+    with pytest.warns(bp.ConvergenceWarning) as caught:  # max_steps=3 only
+        bp.fit(TwoWidths(), y, sampler="slice", strategy="enumerate", **options)
+    assert not [w for w in caught if "seldom move" in str(w.message)]
 
 
 def test_unconverged_run_says_so_and_keeps_its_points():
@@ -377,9 +391,9 @@ def test_marginalised_gp_evidence_with_per_category_bounds():
     """The 13-D kernel-marginalised GP on the cosmic chronometers with ``sampler="ellipsoid"``
     agrees with a long slice-sampler reference: ``strategy="enumerate"``, 1,500 live points,
     ln Z = -137.271 ± 0.022 (2026-12-05, 9.3 M evaluations, 4 min). Fifteen seeds of the
-    default 325 live points gave a mean of -137.251 ± 0.024 and a scatter of 0.094 against a
-    reported ~0.10; the largest deviation was 1.9 reported errors. Tolerance: 3 reported
-    errors plus 3 of the reference's."""
+    default 325 live points gave a mean of -137.250 ± 0.025 and a scatter of 0.096 against a
+    reported ~0.10, the largest deviation 1.9 reported errors, with 13,000-19,000 evaluations
+    (the slice sampler: ~700,000). Tolerance: 3 reported errors plus 3 of the reference's."""
     data = bp.datasets.load("cosmic_chronometers")
     fit = bp.fit(
         bp.models.MarginalisedGP(), data, method="nested", sampler="ellipsoid", seed=0,
@@ -387,7 +401,7 @@ def test_marginalised_gp_evidence_with_per_category_bounds():
     )  # fmt: skip
     log_z, err = fit.log_evidence
     assert abs(log_z - (-137.271)) < 3 * err + 3 * 0.022
-    assert fit.idata.attrs["likelihood_evaluations"] < 200_000  # the slice sampler: ~700,000
+    assert fit.idata.attrs["likelihood_evaluations"] < 60_000
 
 
 def test_a_thousand_live_points_on_two_cores_finish_and_max_time_acts_within_a_chunk():
