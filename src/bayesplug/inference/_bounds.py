@@ -117,7 +117,7 @@ def single_ellipsoid(w, alive, enlarge: float) -> Bounds:
 def category_bounds(w, alive, choices: Sequence[tuple[int, int]], enlarge: float) -> Bounds:
     """One bound per category of ``choices`` (``(index, K)`` of each choice coordinate) around
     the ``alive`` points of ``w`` (N, D) in it (module docstring)."""
-    num, dim = w.shape
+    dim = w.shape[-1]
     num_categories = 1
     for _, k in choices:
         num_categories *= k

@@ -401,39 +401,28 @@ class NestedBackend:
             "dlogz": dlogz,
         }
         example = ((state, run_key), data, jnp.int32(steps_per_chunk))
-        late_compile = [0.0]
+        compiling = [0.0]  # seconds spent compiling chunk programs in this run
 
-        def compiled(algorithm):
-            start = time.perf_counter()
-            advance = jax.jit(build_chunk(algorithm, **chunk_options)).lower(*example).compile()
-            return advance, time.perf_counter() - start
-
-        def full():
-            """The chunk with the slice fallback: compiled on the first step that needs it."""
+        def program(field: str, algorithm: Callable):
+            """The cached chunk ``field`` (``advance``: with the slice fallback, or
+            ``advance_lean``: without), compiled on first use."""
             nonlocal cached
-            if cached.advance is None:
-                advance, seconds = compiled(algorithm)
-                late_compile[0] += seconds
-                cached = cached._replace(advance=advance)
+            if getattr(cached, field) is None:
+                start = time.perf_counter()
+                lowered = jax.jit(build_chunk(algorithm, **chunk_options)).lower(*example)
+                cached = cached._replace(**{field: lowered.compile()})
+                compiling[0] += time.perf_counter() - start
                 if cache_key is not None:
                     keep_program(_COMPILED, cache_key, cached)
-            return cached.advance
+            return getattr(cached, field)
 
-        compile_time = 0.0
-        if not lean:
-            full()
-            compile_time, late_compile[0] = late_compile[0], 0.0
-        elif cached.advance_lean is None:
-            advance, compile_time = compiled(algorithm_lean)
-            cached = cached._replace(advance_lean=advance)
-            if cache_key is not None:
-                keep_program(_COMPILED, cache_key, cached)
-        first = cached.advance_lean if lean else cached.advance
+        first = program("advance_lean", algorithm_lean) if lean else program("advance", algorithm)
+        before_run = compiling[0]
         run = _drive(
             first, (state, run_key), data, num_live, num_delete, steps_per_chunk, dlogz,
-            max_steps, progress, max_time, full=full,
+            max_steps, progress, max_time, full=lambda: program("advance", algorithm),
         )  # fmt: skip
-        compile_time += late_compile[0]  # the fallback's program, if a step needed it
+        late = compiling[0] - before_run  # the fallback's program, if a step needed it
         final_state = run.state[0]
         is_converged = bool(converged(final_state, dlogz))
         num_steps = sum(int(b.count) for b in run.outputs)
@@ -448,8 +437,8 @@ class NestedBackend:
             "likelihood_evaluations": num_live + sum(_evaluations(b) for b in run.outputs),
             "converged": int(is_converged),
             "stopped_by_user": int(run.by_user),
-            "sampling_time": run.seconds - late_compile[0],
-            "compile_time": compile_time,
+            "sampling_time": run.seconds - late,
+            "compile_time": compiling[0],
         }
         return nested, bridge, attrs, run.state, run.interrupted or not is_converged
 
