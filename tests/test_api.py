@@ -67,6 +67,45 @@ def test_static_arguments_are_passed_through():
     assert float(fit.samples["mu"][:, 0].mean()) > 0 > float(fit.samples["mu"][:, 1].mean())
 
 
+def _needs_a_python_float(y):
+    scale = 1.0 if float(np.max(y)) > 0 else 2.0  # the value of y: unknown while compiling
+    mu = numpyro.sample("mu", dist.Uniform(-5, 5))
+    numpyro.sample("y", dist.Normal(mu, scale), obs=y)
+
+
+def _branches_on_a_parameter(y):
+    mu = numpyro.sample("mu", dist.Uniform(-5, 5))
+    scale = 1.0 if mu > 0 else 2.0  # the value of a parameter: unknown while compiling
+    numpyro.sample("y", dist.Normal(mu, scale), obs=y)
+
+
+def _masks_the_data(y):
+    mu = numpyro.sample("mu", dist.Uniform(-5, 5))
+    numpyro.sample("y", dist.Normal(mu, 1.0), obs=y[y > 0])  # a shape known only from values
+
+
+@pytest.mark.parametrize("method", ["nuts", "nested", "svi", "map", "sgld", "flow_vi"])
+@pytest.mark.parametrize(
+    ("model", "cause"),
+    [
+        (_needs_a_python_float, "ConcretizationTypeError"),
+        (_branches_on_a_parameter, "TracerBoolConversionError"),
+        (_masks_the_data, "NonConcreteBooleanIndexError"),
+    ],
+)
+def test_a_model_that_needs_concrete_values_is_refused_in_words(method, model, cause):
+    """Every backend compiles the model: Python that needs an array's value gets bayesplug's
+    error naming the model, the method, JAX's error and the fix (JAX's kept as the cause)."""
+    data = {"y": np.array([0.5, 1.0, -0.2])}
+    with pytest.raises(bp.errors.ModelTracingError) as caught:
+        bp.fit(model, data, method=method, progress=False)
+    message = str(caught.value)
+    assert model.__name__ in message and repr(method) in message and cause in message
+    assert "jnp.where" in message
+    assert type(caught.value.__cause__).__name__ == cause
+    assert isinstance(caught.value, TypeError)  # what JAX raised: old handlers still catch it
+
+
 @pytest.mark.parametrize(
     ("data", "argument", "pattern"),
     [

@@ -19,6 +19,7 @@ from .errors import (
     ConvergenceWarning,
     IncompatibleMethodError,
     InputError,
+    ModelTracingError,
     did_you_mean,
 )
 from .fit import Fit, _check_seed, data_from_idata, precision_context
@@ -197,10 +198,15 @@ def fit(
         progress = sys.stderr.isatty()
     if resume is not None and checkpoint is None:
         checkpoint = resume
+    from .bridge import TRACING_ERRORS
+
     with precision_context(model):
-        raw, plan = _run_backend(
-            model, backend, data, seed, bool(progress), options, checkpoint, resume, devices
-        )
+        try:
+            raw, plan = _run_backend(
+                model, backend, data, seed, bool(progress), options, checkpoint, resume, devices
+            )
+        except TRACING_ERRORS as exc:  # the model's Python needs concrete values: say so
+            raise ModelTracingError(model.name, backend.name, exc) from exc
         idata = _as_inference_data(raw, model, data, backend.name, seed, options)
     idata.attrs["num_devices"] = plan.used
     _record_checkpoint(idata, checkpoint, resume, raw.interrupted)

@@ -120,6 +120,14 @@ def program_key(model_fn: Callable) -> Any:
     return model_fn
 
 
+TRACING_ERRORS = (  # JAX's errors for Python that needs an array's value while it is traced
+    jax.errors.ConcretizationTypeError,  # float(x), if x > 0 (TracerBoolConversionError)
+    jax.errors.TracerArrayConversionError,  # np.asarray(x)
+    jax.errors.TracerIntegerConversionError,  # range(x), list[x]
+    jax.errors.NonConcreteBooleanIndexError,  # x[x > 0]
+)
+
+
 def trace_model(model_fn: Callable, data: Mapping[str, Any], rng_key=None) -> ModelInfo:
     """Run ``model_fn(**data)`` once under a trace and classify its sites.
 
@@ -136,7 +144,7 @@ def trace_model(model_fn: Callable, data: Mapping[str, Any], rng_key=None) -> Mo
 
     try:
         jax.eval_shape(classify, dict(data))
-    except jax.errors.ConcretizationTypeError:
+    except TRACING_ERRORS:
         classify(data)
     return found["info"]
 
@@ -275,7 +283,7 @@ class Bridge:
         # eagerly, a GP's Cholesky loops compiled op by op: ~6 s of a 4-parameter GP's first fit)
         try:
             shapes = jax.eval_shape(unconstrained_example, dict(data))
-        except jax.errors.ConcretizationTypeError:
+        except TRACING_ERRORS:
             shapes = unconstrained_example(dict(data))
         zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
         flat, unravel = ravel_pytree(zeros)
@@ -368,11 +376,9 @@ class Bridge:
         return draws[jnp.argmax(values)] if jnp.isfinite(jnp.max(values)) else zero
 
     # --- prior draws ------------------------------------------------------------------------
-    def sample_prior(self, rng_key, num_samples: int, data: Mapping[str, Any]):
-        """``(num_samples, dim)`` prior draws of the flat unconstrained vector.
-
-        One compiled program (run eagerly, the batched model compiled each operation on its own:
-        ~4 s of the demo's first fit); eagerly where the model's Python needs concrete data."""
+    def prior_draws(self, num_samples: int) -> Callable:
+        """``(rng_key, data) -> (num_samples, dim)``: the pure function behind
+        :meth:`sample_prior`, to be traced inside a caller's own ``jit``."""
 
         def draw(rng_key, data):
             with numpyro.validation_enabled(False):
@@ -383,6 +389,15 @@ class Bridge:
                 )(rng_key, **data)
             return jax.vmap(lambda p: self.unconstrain(p, data))(draws)
 
+        return draw
+
+    def sample_prior(self, rng_key, num_samples: int, data: Mapping[str, Any]):
+        """``(num_samples, dim)`` prior draws of the flat unconstrained vector.
+
+        One compiled program (run eagerly, the batched model compiled each operation on its own:
+        ~4 s of the demo's first fit); eagerly where the model's Python needs concrete data."""
+
+        draw = self.prior_draws(num_samples)
         try:
             return jax.jit(draw)(rng_key, dict(data))
         except TypeError:  # a concrete value needed (ConcretizationTypeError) or not an array

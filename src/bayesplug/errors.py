@@ -15,6 +15,7 @@ __all__ = [
     "InputError",
     "IncompleteResultWarning",
     "InterruptedRunWarning",
+    "ModelTracingError",
     "did_you_mean",
 ]
 
@@ -59,6 +60,25 @@ class IncompatibleMethodError(BayesplugError, ValueError):
             f"method {method!r} cannot fit model {model!r}: the model lacks the capability "
             f"{', '.join(repr(c) for c in self.missing)} that {method!r} requires. "
             f"Methods that can fit this model: {alternatives}."
+        )
+
+
+class ModelTracingError(BayesplugError, TypeError):
+    """A model's Python code needs the value of an array that JAX passes abstractly while it
+    compiles the model (``float(x)``, ``if x > 0:``, ``np.asarray(x)``, ``x[x > 0]`` on data or
+    parameters). Raised by :func:`bayesplug.fit` in place of JAX's own error, which is kept as
+    its ``__cause__``."""
+
+    def __init__(self, model: str, method: str, cause: BaseException) -> None:
+        first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        super().__init__(
+            f"model {model!r} cannot be compiled for method {method!r}: its Python code needs "
+            f"the value of an array, which JAX only knows abstractly while compiling "
+            f"({type(cause).__name__}: {first}). Write the model with jax.numpy operations: "
+            "jnp.where(x > 0, a, b) instead of `if x > 0:`, jnp.max(x) instead of "
+            "float(np.max(x)), no np.asarray() of data or parameters, jnp.where masks instead "
+            "of x[x > 0]. Sizes and switches can be passed in the data as Python int, bool or "
+            "str: those reach the model unchanged."
         )
 
 
