@@ -186,6 +186,20 @@ def test_compare_rejects_bad_input(two_fits, normal_fit):
         bp.compare({"a": two_fits["right"], "b": normal_fit})
 
 
+def test_compare_leaves_a_point_estimate_out_of_loo_and_says_why(two_fits):
+    y = np.random.default_rng(11).normal(2.0, 1.0, size=40)
+    point = bp.fit(shift_model, {"y": y}, method="map", progress=False)
+    assert point.idata.posterior.sizes["draw"] == 1  # one draw: LOO undefined (ArviZ crashed)
+    with pytest.warns(bp.errors.IncompleteResultWarning, match="'map_fit': one draw"):
+        table = bp.compare({**two_fits, "map_fit": point})
+    assert list(table.index) == ["right", "wrong", "map_fit"]
+    assert np.isnan(table.loc["map_fit", "elpd_loo"])
+    assert np.isfinite(table.loc[["right", "wrong"], "elpd_loo"]).all()
+    with pytest.warns(bp.errors.IncompleteResultWarning, match="its LOO columns"):
+        with pytest.raises(bp.BayesplugError, match="nothing to compare by"):
+            bp.compare({"map_fit": point})
+
+
 @settings(max_examples=30, deadline=None)
 @given(
     mean=st.floats(-100, 100),

@@ -89,6 +89,32 @@ def test_report_of_several_fits_has_the_comparison(normal_fit, tmp_path):
     assert "Model comparison" in path.read_text()
 
 
+def test_a_point_estimate_is_reported_as_one(normal_fit, normal_data, tmp_path):
+    import warnings
+
+    from conftest import normal_mean_model
+
+    from bayesplug.report import overlaid_posteriors_figure
+
+    point = bp.fit(normal_mean_model, normal_data, method="map", progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no "sd of one draw" noise
+        table = point.summary()
+    assert list(table.columns) == ["value"]
+    value = float(point.idata.posterior["mu"].values.ravel()[0])
+    assert table.loc["mu", "value"] == value
+    html = bp.report(point, tmp_path / "point.html").read_text()
+    assert "Point estimate" in html and "Posterior distributions" not in html
+    assert "no posterior distribution to plot" in html
+    # beside a posterior: its density, and the point estimate as a dashed line at its value
+    figure = overlaid_posteriors_figure({"nuts": normal_fit, "map": point}, ["mu"])
+    ax = figure.axes[0]
+    dashed = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
+    assert [line.get_xdata()[0] for line in dashed] == [value]
+    labels = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert labels == ["nuts", "map (point estimate)"]
+
+
 def test_cli_list(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out

@@ -56,7 +56,8 @@ def as_array(
             raise InputError(
                 argument,
                 f"contains {int(bad.sum())} NaN or infinite value(s) (first at index {where}).",
-                "Remove or impute those entries before fitting.",
+                "Remove or impute those entries before "
+                f"{'predicting' if argument.startswith('inputs') else 'fitting'}.",
             )
     if positive and (value <= 0).any():
         n = int((value <= 0).sum())

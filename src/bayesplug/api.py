@@ -18,6 +18,7 @@ from .errors import (
     BayesplugError,
     ConvergenceWarning,
     IncompatibleMethodError,
+    IncompleteResultWarning,
     InputError,
     ModelTracingError,
     did_you_mean,
@@ -316,8 +317,6 @@ def _why(exc: BaseException) -> str:
 
 
 def _warn_incomplete(what: str, stacklevel: int = 4) -> None:
-    from .errors import IncompleteResultWarning
-
     warnings.warn(
         f"Sampling finished, but {what}. The draws are kept in fit.idata.posterior; save them "
         "with fit.save(path).",
@@ -489,6 +488,12 @@ def _fitted_function(idata) -> str:
     return repr(str(name)) if name else "nothing about it"
 
 
+def _num_draws(idata) -> int:
+    """Chains × draws of a fit's posterior (1 for a point estimate)."""
+    sizes = idata.posterior.sizes
+    return int(sizes.get("chain", 1) * sizes.get("draw", 1))
+
+
 def compare(fits: Mapping[str, Fit], *, ic: str = "loo"):
     """Compare fits by evidence (where known) and by ELPD-LOO (where a log-likelihood exists).
 
@@ -496,7 +501,9 @@ def compare(fits: Mapping[str, Fit], *, ic: str = "loo"):
     ``arviz.compare`` (``rank``, ``elpd_loo``, ``p_loo``, ``elpd_diff``, ``weight``, ``se``,
     ``dse``, ``warning``) and, for fits with evidences, ``log_evidence``, ``log_evidence_err``,
     ``probability`` (posterior model probability under equal prior odds) and
-    ``probability_err``.
+    ``probability_err``. A point estimate (``method="map"``: one draw) has no LOO: its LOO
+    columns stay empty, with an :class:`~bayesplug.errors.IncompleteResultWarning`; a
+    comparison with nothing to compare by (no evidence, no posterior draws) is refused.
     """
     import arviz as az
     import numpy as np
@@ -509,6 +516,18 @@ def compare(fits: Mapping[str, Fit], *, ic: str = "loo"):
             raise InputError(f"fits[{name!r}]", f"expected a Fit, got {type(item).__name__}.")
     table = pd.DataFrame(index=list(fits))
     with_ll = {n: f.idata for n, f in fits.items() if "log_likelihood" in f.idata.groups()}
+    points = [n for n, i in with_ll.items() if _num_draws(i) < 2]
+    if points:  # a point estimate (method="map": one draw) has no posterior to leave one out of
+        warnings.warn(
+            f"{', '.join(repr(n) for n in points)}: one draw (a point estimate, e.g. "
+            "method='map'), so no ELPD-LOO (it needs posterior draws); "
+            f"{'their' if len(points) > 1 else 'its'} LOO columns are left empty. Fit with a "
+            "method that draws from the posterior ('nuts', 'svi', 'flow_vi', 'nested') to "
+            "compare by LOO.",
+            IncompleteResultWarning,
+            stacklevel=2,
+        )
+        with_ll = {n: i for n, i in with_ll.items() if n not in points}
     if len(with_ll) == 1:
         name, idata = next(iter(with_ll.items()))
         loo = az.loo(idata)
@@ -546,6 +565,12 @@ def compare(fits: Mapping[str, Fit], *, ic: str = "loo"):
         table.loc[names, "log_evidence_err"] = err
         table.loc[names, "probability"] = p
         table.loc[names, "probability_err"] = p_err
+    if table.columns.empty:
+        raise BayesplugError(
+            "compare found nothing to compare by: no fit has an evidence (method='nested') or "
+            "posterior draws with a log-likelihood (for ELPD-LOO). Fit with 'nested' for "
+            "evidences, or with 'nuts', 'svi' or 'flow_vi' for LOO."
+        )
     if "rank" in table:
         table = table.sort_values("rank")
     elif "log_evidence" in table:

@@ -29,6 +29,16 @@ def precision_context(model):
     return nullcontext()
 
 
+def is_point_estimate(idata) -> bool:
+    """True for a fit with one value a parameter (``method="map"``: one draw in all)."""
+    if str(idata.attrs.get("draws_are")) == "point":
+        return True
+    if "posterior" not in idata.groups():
+        return False
+    sizes = idata.posterior.sizes
+    return sizes.get("chain", 1) * sizes.get("draw", 1) == 1
+
+
 class Fit:
     """The result of :func:`bayesplug.fit`: ArviZ data plus what is needed to predict again.
 
@@ -171,13 +181,22 @@ class Fit:
         """ArviZ summary (mean, sd, HDI, MCSE, ESS, R-hat) of the posterior sites.
 
         For resampled draws (nested sampling) only the statistics are shown: MCMC diagnostics
-        do not apply to them.
+        do not apply to them. A point estimate (``method="map"``: one draw) has one column,
+        ``value`` (no spread, interval or diagnostics to show).
         """
+        import warnings
+
         import arviz as az
 
         if str(self.idata.attrs.get("draws_are", "mcmc")) != "mcmc":
             kwargs.setdefault("kind", "stats")
-        return az.summary(self.idata, **kwargs)
+        if not is_point_estimate(self.idata):
+            return az.summary(self.idata, **kwargs)
+        kwargs.setdefault("round_to", "none")  # the value itself, not 3 decimals of it
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore", RuntimeWarning)  # the sd of one draw
+            table = az.summary(self.idata, **kwargs)
+        return table[["mean"]].rename(columns={"mean": "value"})
 
     def diagnostics(self) -> dict[str, Any]:
         """Convergence checks with plain-language messages.

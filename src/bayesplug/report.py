@@ -15,7 +15,7 @@ import numpy as np
 from ._validation import output_path
 from .diagnostics import PARETO_K_MAX
 from .errors import InputError
-from .fit import Fit
+from .fit import Fit, is_point_estimate
 
 __all__ = [
     "categorical_figure",
@@ -286,6 +286,11 @@ def _has_step_statistics(fit: Fit) -> bool:
     return any(stats[n].dims in _TRAINING_DIMS for n in stats.data_vars)
 
 
+def _is_point_estimate(fit: Fit) -> bool:
+    """A fit with one value per parameter (``method="map"``)."""
+    return is_point_estimate(fit.idata)
+
+
 def _shared_sites(fits: Mapping[str, Fit]) -> list[str]:
     """Scalar continuous sites every fit has, in the first fit's order."""
     first, *others = fits.values()
@@ -298,12 +303,42 @@ def _shared_sites(fits: Mapping[str, Fit]) -> list[str]:
 
 
 def overlaid_posteriors_figure(fits: Mapping[str, Fit], sites: list[str]):
-    """The marginal posterior of each shared site, one curve per fit."""
+    """The marginal posterior of each shared site, one curve per fit; a point estimate
+    (``method="map"``) as a dashed vertical line."""
     import arviz as az
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
-    axes = az.plot_density(
-        [f.idata for f in fits.values()], data_labels=list(fits), var_names=sites, shade=0.1
-    )
+    dense = {n: f for n, f in fits.items() if not _is_point_estimate(f)}
+    points = {n: f for n, f in fits.items() if n not in dense}
+    if dense:
+        axes = np.asarray(
+            az.plot_density(
+                [f.idata for f in dense.values()],
+                data_labels=list(dense),
+                var_names=sites,
+                shade=0.1,
+            )
+        ).ravel()
+    else:
+        _, axes = plt.subplots(1, len(sites), figsize=(4 * len(sites), 3), squeeze=False)
+        axes = axes.ravel()
+        for ax, site in zip(axes, sites, strict=False):
+            ax.set_title(site)
+    by_title = {ax.get_title(): ax for ax in axes}
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    handles = [
+        Line2D([], [], color=colours[j % len(colours)], label=n) for j, n in enumerate(dense)
+    ]
+    for i, (name, fit) in enumerate(points.items()):
+        colour = colours[(len(dense) + i) % len(colours)]
+        handles.append(Line2D([], [], ls="--", color=colour, label=f"{name} (point estimate)"))
+        for site in sites:
+            if site in by_title:
+                value = float(fit.idata.posterior[site].values.ravel()[0])
+                by_title[site].axvline(value, ls="--", color=colour)
+    if points:  # one legend for all (plot_density labels its curves only for two or more fits)
+        axes[0].legend(handles=handles, fontsize="small")
     return _figure_of(axes)
 
 
@@ -396,7 +431,11 @@ def _fit_section(name: str, fit: Fit, labels, extra_figures) -> str:
     if fit.log_evidence is not None:
         log_z, err = fit.log_evidence
         parts.append(f"<p>ln Z = {log_z:.3f} ± {err:.3f}</p>")
-    parts.append("<h3>Posterior summary</h3>")
+    point = _is_point_estimate(fit)
+    if point:  # one value a parameter: no spread, no interval, nothing to plot as a density
+        parts.append("<h3>Point estimate</h3>")
+    else:
+        parts.append("<h3>Posterior summary</h3>")
     parts.append(fit.summary().to_html(float_format=lambda v: f"{v:.4g}"))
     for title, figure in (extra_figures or {}).items():
         parts.append(f"<h3>{html.escape(title)}</h3>{figure_html(figure)}")
@@ -428,7 +467,13 @@ def _fit_section(name: str, fit: Fit, labels, extra_figures) -> str:
     if _has_step_statistics(fit):
         parts.append("<h3>Optimisation</h3>")
         parts.append(figure_html(optimisation_figure(fit)))
-    sites = _plotted_sites(fit)
+    sites = [] if point else _plotted_sites(fit)
+    if point:
+        parts.append(
+            f'<p class="meta">A point estimate (method {html.escape(fit.method)!r}): one value a '
+            "parameter, no posterior distribution to plot. Fit with 'nuts', 'svi' or "
+            "'flow_vi' for one.</p>"
+        )
     if sites:
         parts.append("<h3>Posterior distributions</h3>")
         parts.append(figure_html(_figure_of(az.plot_posterior(fit.idata, var_names=sites))))
