@@ -257,3 +257,29 @@ def test_fits_from_two_threads_are_correct_and_equal_the_sequential_ones():
         assert alone.keys() == draws.keys()
         for name in alone:
             np.testing.assert_array_equal(alone[name], draws[name])
+
+
+@pytest.mark.parametrize(
+    ("method", "options"),
+    [
+        ("nuts", {"num_warmup": 3000, "num_samples": 10, "num_chains": 1}),
+        ("sgld", {"num_warmup": 30_000, "num_samples": 100, "num_chains": 1}),
+        ("flow_vi", {"num_steps": 3000}),
+    ],
+)
+def test_max_time_before_anything_to_keep_is_an_error_not_a_ctrl_c(
+    normal_data, method, options, interrupt_at_chunk
+):
+    """max_time is a limit the program set: a TimeLimitError (an Exception) when it stops a run
+    in warm-up; Ctrl-C there is the user's stop: KeyboardInterrupt, as before."""
+    from conftest import normal_mean_model
+
+    from bayesplug.errors import TimeLimitError
+
+    with pytest.raises(TimeLimitError, match="max_time=1e-09.*larger max_time"):
+        bp.fit(normal_mean_model, normal_data, method=method, max_time=1e-9, progress=False,
+               **options)  # fmt: skip
+    interrupt_at_chunk(1)
+    with pytest.raises(KeyboardInterrupt, match="Ctrl-C") as info:
+        bp.fit(normal_mean_model, normal_data, method=method, progress=False, **options)
+    assert not isinstance(info.value, TimeLimitError)

@@ -143,6 +143,20 @@ def test_fit_many_keeps_every_outcome_when_one_fails():
     np.testing.assert_array_equal(again[0].samples["mu"], first.samples["mu"])
 
 
+def test_a_fit_out_of_time_fails_alone_in_fit_many():
+    """max_time reached in warm-up is a TimeLimitError, the task's own failure: the next task
+    still runs (a KeyboardInterrupt, as it was, stopped the whole batch as if Ctrl-C)."""
+    out_of_time = {**NUTS, "num_warmup": 3000, "max_time": 1e-9}  # the first chunk is warm-up
+    tasks = [
+        bp.FitTask(location, {"y": np.zeros(3)}, options=out_of_time),
+        bp.FitTask(location, {"y": np.zeros(3)}, options=NUTS),
+    ]
+    first, second = bp.fit_many(tasks, return_exceptions=True)
+    assert isinstance(first, bp.errors.TimeLimitError) and isinstance(first, TimeoutError)
+    assert "max_time=1e-09" in str(first) and "larger max_time" in str(first)
+    assert isinstance(second, bp.Fit)
+
+
 @pytest.mark.slow
 def test_a_local_cluster_gives_the_in_process_results():
     import cloudpickle  # with distributed, from the test extra

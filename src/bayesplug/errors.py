@@ -16,6 +16,7 @@ __all__ = [
     "IncompleteResultWarning",
     "InterruptedRunWarning",
     "ModelTracingError",
+    "TimeLimitError",
     "did_you_mean",
 ]
 
@@ -80,6 +81,13 @@ class ModelTracingError(BayesplugError, TypeError):
             "of x[x > 0]. Sizes and switches can be passed in the data as Python int, bool or "
             "str: those reach the model unchanged."
         )
+
+
+class TimeLimitError(BayesplugError, TimeoutError):
+    """A run reached its ``max_time`` before it had anything to keep (during warm-up or
+    burn-in, or before its first chunk). An ordinary exception, unlike the ``KeyboardInterrupt``
+    raised when Ctrl-C stops a run that early: a program that set the limit can catch it, and a
+    fit in :func:`bayesplug.many.fit_many` fails alone instead of stopping the others."""
 
 
 class ConvergenceWarning(UserWarning):

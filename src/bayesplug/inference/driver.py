@@ -55,6 +55,7 @@ __all__ = [
     "initialize_hosts",
     "keep_program",
     "map_over_devices",
+    "nothing_to_keep",
     "place_chains",
     "run_in_chunks",
     "split_over_devices",
@@ -77,6 +78,17 @@ class ChunkedRun:
     by_user: bool = False  # interrupted by Ctrl-C (not by max_time)
     seconds: float = 0.0
     resumed_chunks: int = 0
+
+
+def nothing_to_keep(run: ChunkedRun, message: str) -> BaseException:
+    """The exception for a run stopped before it had anything to keep: ``KeyboardInterrupt``
+    after Ctrl-C (the user asked the program to stop), :class:`~bayesplug.errors.TimeLimitError`
+    after ``max_time`` (a limit the program set, to be caught like any error)."""
+    from ..errors import TimeLimitError
+
+    if run.by_user:
+        return KeyboardInterrupt(message)
+    return TimeLimitError(f"{message} Give it a larger max_time.")
 
 
 class Checkpoint:

@@ -88,6 +88,7 @@ from .driver import (
     devices_in_use,
     keep_program,
     map_over_devices,
+    nothing_to_keep,
     run_in_chunks,
 )
 from .flows import FLOWS, NEEDS_TWO_DIMS, SITE, TAILED, make_guide
@@ -289,8 +290,9 @@ def _warm_start(train, shift, scale, init_scale, key, num_steps):
     warm_steps = min(num_steps, WARM_START_STEPS)
     first = train("diagonal", 1, shift, scale, 0, init_scale, key, warm_steps)
     if first.run.interrupted:
-        raise KeyboardInterrupt(
-            f"flow_vi stopped during its warm start ({first.run.reason}): nothing to keep."
+        reason = first.run.reason
+        raise nothing_to_keep(
+            first.run, f"flow_vi stopped during its warm start ({reason}): nothing to keep."
         )
     return first
 

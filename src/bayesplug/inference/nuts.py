@@ -32,7 +32,14 @@ import numpy as np
 from ..bridge import program_key
 from ..errors import BayesplugError, InterruptedRunWarning
 from ..protocols import MAX_TIME, Model, Option, RawResult, non_negative, positive_int, probability
-from .driver import data_signature, devices_in_use, keep_program, place_chains, run_in_chunks
+from .driver import (
+    data_signature,
+    devices_in_use,
+    keep_program,
+    nothing_to_keep,
+    place_chains,
+    run_in_chunks,
+)
 
 __all__ = ["NUTSBackend"]
 
@@ -133,7 +140,7 @@ class NUTSBackend:
             max_time=max_time,
         )
         if not run.outputs:
-            raise KeyboardInterrupt(f"NUTS stopped before its first chunk: {run.reason}.")
+            raise nothing_to_keep(run, f"NUTS stopped before its first chunk: {run.reason}.")
         z, stats = _kept_draws(run, num_warmup, num_samples, thinning)
         constrain = kernel.postprocess_fn((), data)
         samples = jax.jit(jax.vmap(jax.vmap(constrain)))(jax.tree.map(jnp.asarray, z))
@@ -194,9 +201,10 @@ def _kept_draws(run, num_warmup: int, num_samples: int, thinning: int):
     stats = {k: np.swapaxes(v[keep], 0, 1) for k, v in stats.items()}
     num_kept = next(iter(stats.values())).shape[1]
     if num_kept == 0:
-        raise KeyboardInterrupt(
+        raise nothing_to_keep(
+            run,
             f"NUTS stopped during warmup ({run.reason}), before any posterior draw: "
-            "nothing to keep. Run again, with fewer warmup steps if time is short."
+            "nothing to keep. Run again, with fewer warmup steps if time is short.",
         )
     if run.interrupted:
         warnings.warn(

@@ -41,7 +41,7 @@ from scipy.special import logsumexp
 from ..errors import BayesplugError, InputError, InterruptedRunWarning
 from ..protocols import MAX_TIME, Model, Option, RawResult, non_negative, one_of, positive_int
 from ._particles import Functional, builtin_functional, finish, make_pass, trace_paths
-from .driver import run_in_chunks
+from .driver import nothing_to_keep, run_in_chunks
 
 __all__ = ["PaRISBackend", "resolve_functionals", "check_particle_options"]
 
@@ -241,7 +241,7 @@ class PaRISBackend:
         head = jax.jit(jax.vmap(lambda k: init(k, dummy)))(jax.random.split(k_init, num_chains))
         run, length = _run_pass(step, head, k_run, num_steps, num_chains, dummy, progress, max_time)
         if not run.outputs:
-            raise KeyboardInterrupt(f"PaRIS stopped before its first chunk: {run.reason}.")
+            raise nothing_to_keep(run, f"PaRIS stopped before its first chunk: {run.reason}.")
         state = run.state[0]
         outs = jax.tree.map(lambda *a: jnp.concatenate(a, axis=0), *run.outputs)
         done = min(num_steps - 1, len(run.outputs) * length)

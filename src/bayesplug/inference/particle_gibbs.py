@@ -68,7 +68,7 @@ from ._particles import (
     score_functional,
     trace_paths,
 )
-from .driver import run_in_chunks
+from .driver import nothing_to_keep, run_in_chunks
 from .paris import (
     check_finite_filter,
     check_particle_options,
@@ -454,7 +454,7 @@ def _collect(run, num_iterations: int, burn_in: int, mode: str) -> dict:
     an error in words, an interruption keeps what it had (nothing after burn-in: an
     interruption)."""
     if not run.outputs:
-        raise KeyboardInterrupt(f"PPG stopped before its first chunk: {run.reason}.")
+        raise nothing_to_keep(run, f"PPG stopped before its first chunk: {run.reason}.")
     outs = jax.tree.map(lambda *a: np.concatenate(a, axis=0), *run.outputs)._asdict()
     outs = jax.tree.map(lambda a: np.swapaxes(a[:num_iterations], 0, 1), outs)
     done = outs["log_likelihood"].shape[1]
@@ -473,9 +473,10 @@ def _collect(run, num_iterations: int, burn_in: int, mode: str) -> dict:
             + "Check the observations for outliers, or use more particles."
         )
     if done <= burn_in:
-        raise KeyboardInterrupt(
+        raise nothing_to_keep(
+            run,
             f"PPG stopped during burn-in ({run.reason}) after {done} iterations: nothing "
-            "to keep. Run again with a smaller burn_in or more time."
+            "to keep. Run again with a smaller burn_in or more time.",
         )
     if run.interrupted:
         warnings.warn(

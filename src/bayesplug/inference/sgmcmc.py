@@ -77,7 +77,7 @@ from ..protocols import (
 )
 from . import sg_adaptation as adaptation
 from ._minibatch import MiniBatches
-from .driver import place_chains, run_in_chunks
+from .driver import nothing_to_keep, place_chains, run_in_chunks
 
 __all__ = [
     "SGHMCBackend",
@@ -393,7 +393,7 @@ class _SGMCMC:
         """The kept draws (chain, draw, dim) and step sizes after burn-in: a divergence keeps
         the draws before it (with a message), an interruption keeps what it had."""
         if not run.outputs:
-            raise KeyboardInterrupt(f"{self.name} stopped before its first chunk: {run.reason}.")
+            raise nothing_to_keep(run, f"{self.name} stopped before its first chunk: {run.reason}.")
         u, status, eps = (
             np.concatenate([np.asarray(o[i]) for o in run.outputs], axis=1) for i in range(3)
         )
@@ -425,9 +425,10 @@ class _SGMCMC:
                 f"{self.name} diverged during burn-in, before any kept draw. {advice}"
             )
         if u.shape[1] == 0:
-            raise KeyboardInterrupt(
+            raise nothing_to_keep(
+                run,
                 f"{self.name} stopped during burn-in ({run.reason or 'divergence'}), before any "
-                "kept draw: nothing to return. Lower num_warmup."
+                "kept draw: nothing to return. Lower num_warmup.",
             )
         if run.interrupted:
             warnings.warn(
