@@ -56,6 +56,20 @@ def test_plain_function_predict(line_fit):
     assert sub.draws.shape == (10, 1)
 
 
+def test_a_data_frame_is_data_by_column():
+    import pandas as pd
+
+    x = np.linspace(0.0, 1.0, 12)
+    frame = pd.DataFrame({"x": x, "y": np.sin(6 * x)})
+    fit = bp.fit("gp", frame, method="map", progress=False)
+    same = bp.fit("gp", {"x": x, "y": np.sin(6 * x)}, method="map", progress=False)
+    np.testing.assert_array_equal(fit.samples["lengthscale"], same.samples["lengthscale"])
+    with pytest.raises(bp.InputError, match="'H'.*not an input"):
+        bp.fit("gp", frame.rename(columns={"y": "H"}), method="map", progress=False)
+    with pytest.raises(bp.InputError, match="repeated column names"):
+        bp.fit("gp", pd.concat([frame, frame["y"]], axis=1), method="map", progress=False)
+
+
 def test_static_arguments_are_passed_through():
     def grouped(n_groups, group, y=None):
         mu = numpyro.sample("mu", dist.Normal(0, 5).expand([n_groups]).to_event(1))

@@ -22,6 +22,9 @@ X5 = np.linspace(0.0, 1.0, 5)
 # (model, data, argument named, message pattern)
 MODEL_DATA = [
     ("gp", {"x": [0.0, 1.0], "y": [1.0, NAN]}, "data['y']", "NaN"),
+    ("gp", {"x": X5, "y": np.ones(5)}, "data['y']", "same value"),
+    ("marginalised_gp", {"x": X5, "y": np.zeros(5), "yerr": X5 + 1}, "data['y']", "same value"),
+    ("sparse_within_sparse_gp", {"x": X5, "y": np.ones(5)}, "data['y']", "same value"),
     ("gp", {"x": [0.0, 1.0, 2.0], "y": [1.0, 2.0]}, "data", "mismatched lengths"),
     ("gp", {"x": [0.0, 1.0]}, "data", "no key 'y'"),
     ("gp", {"x": X5, "y": X5, "yerr": -X5}, "data['yerr']", "positive"),

@@ -11,7 +11,13 @@ from .errors import InputError, did_you_mean
 
 
 def as_data_mapping(data: Any, name: str = "data", allow_empty: bool = False) -> dict[str, Any]:
-    """``data`` as a plain dict (accepts any mapping, including a :class:`Dataset`)."""
+    """``data`` as a plain dict (accepts any mapping, including a :class:`Dataset`, and a
+    pandas DataFrame: one array per column, named by the column)."""
+    if _is_data_frame(data):
+        names = [str(c) for c in data.columns]
+        if len(set(names)) != len(names):
+            raise InputError(name, f"has repeated column names ({names}).")
+        return {n: data[c].to_numpy() for n, c in zip(names, data.columns, strict=True)}
     if not isinstance(data, Mapping):
         raise InputError(
             name,
@@ -67,6 +73,25 @@ def as_array(
             "Standard deviations must be > 0.",
         )
     return value
+
+
+def _is_data_frame(data: Any) -> bool:
+    """A pandas DataFrame, recognised without importing pandas."""
+    return (
+        type(data).__name__ == "DataFrame"
+        and hasattr(data, "columns")
+        and hasattr(data, "to_numpy")
+    )
+
+
+def check_varies(values: np.ndarray, argument: str, why: str) -> None:
+    """Refuse observations with one value throughout, saying ``why`` the model needs spread."""
+    if values.size and np.ptp(values) == 0:
+        raise InputError(
+            argument,
+            f"has the same value ({values.flat[0]:g}) at all {values.size} points: {why}",
+            "Check the data (a column read twice, a constant placeholder).",
+        )
 
 
 def check_same_length(arrays: Mapping[str, np.ndarray], name: str = "data") -> None:

@@ -140,7 +140,8 @@ def fit(
         A registered model name (``"gp"``), a model instance (``bp.models.GP(kernel="matern32")``)
         or a plain NumPyro function, called as ``fn(**data)``.
     data
-        A mapping of arrays (or a :class:`bayesplug.datasets.Dataset`).
+        A mapping of arrays (or a :class:`bayesplug.datasets.Dataset`, or a pandas DataFrame:
+        one array per column, named by the column).
     method
         A registered backend name (``bp.list_backends()``).
     seed

@@ -57,7 +57,13 @@ import numpyro
 import numpyro.distributions as dist
 
 from .._linalg import cholesky, gaussian_log_density
-from .._validation import as_array, as_data_mapping, check_same_length, check_unknown_keys
+from .._validation import (
+    as_array,
+    as_data_mapping,
+    check_same_length,
+    check_unknown_keys,
+    check_varies,
+)
 from ..errors import ConvergenceWarning, InputError, did_you_mean
 from .base import ModelBase
 from .kernels import KERNELS, build_kernel, default_prior, parse_kernel
@@ -252,6 +258,11 @@ class GP(ModelBase):
             raise InputError("mean", "'linear' needs 1-D x.", "Use mean='constant' for d > 1.")
         if np.ptp(out["x"], axis=0).min() == 0:
             raise InputError("data['x']", "has zero range (all inputs equal) in some dimension.")
+        check_varies(
+            out["y"],
+            "data['y']",
+            "a GP's default priors scale with the spread of y (here 0): nothing to fit.",
+        )
         return out
 
     # --- the NumPyro program ----------------------------------------------------------------

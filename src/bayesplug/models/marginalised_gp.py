@@ -43,7 +43,13 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 
-from .._validation import as_array, as_data_mapping, check_same_length, check_unknown_keys
+from .._validation import (
+    as_array,
+    as_data_mapping,
+    check_same_length,
+    check_unknown_keys,
+    check_varies,
+)
 from ..errors import InputError, did_you_mean
 from .base import ModelBase
 from .gp import CovarianceNormal, conditional_over_draws, exact_loo_log_likelihood
@@ -201,6 +207,7 @@ class MarginalisedGP(ModelBase):
         check_same_length(out)
         if out["y"].shape[0] < 2 or np.ptp(out["x"]) == 0:
             raise InputError("data['x']", "needs at least 2 points with distinct x.")
+        check_varies(out["y"], "data['y']", "a GP has nothing to fit in a constant.")
         return out
 
     # --- the NumPyro program -------------------------------------------------------------------

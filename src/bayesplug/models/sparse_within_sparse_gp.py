@@ -68,7 +68,13 @@ from jax.scipy.special import log_ndtr, ndtr
 from numpyro.distributions import constraints
 
 from .._linalg import cholesky_inverse
-from .._validation import as_array, as_data_mapping, check_same_length, check_unknown_keys
+from .._validation import (
+    as_array,
+    as_data_mapping,
+    check_same_length,
+    check_unknown_keys,
+    check_varies,
+)
 from ..errors import InputError, did_you_mean
 from .base import ModelBase
 from .kernels import KERNELS, build_kernel
@@ -550,6 +556,8 @@ class SparseWithinSparseGP(ModelBase):
         y = as_array(data, "y", ndim=(1,))
         x2 = x[:, None] if x.ndim == 1 else x
         check_same_length({"x": x2, "y": y})
+        if self.likelihood == "gaussian":
+            check_varies(y, "data['y']", "the default priors scale with sd(y) (here 0).")
         if self.likelihood == "bernoulli" and not np.isin(y, (0.0, 1.0)).all():
             raise InputError(
                 "y", "must be 0 or 1 for likelihood='bernoulli'.", "Encode the classes as 0/1."
