@@ -504,3 +504,28 @@ def test_paris_on_well_scaled_data_gives_no_degeneracy_message(lg_data):
     spread = float(np.std(np.asarray(fit.idata.smoothed_functionals["log_likelihood"]), ddof=1))
     assert spread < 1.5  # far from the 3 of the message (Pitt et al.: ~1 is well tuned)
     assert not any("degenerate" in m for m in fit.diagnostics()["messages"])
+
+
+def test_a_paris_fit_without_draws_is_usable_and_says_what_it_holds(lg_data, tmp_path):
+    """num_paths=0 (the default) keeps no posterior group: repr, summary, save/load and the
+    report work on its functionals; what needs draws says so (was AttributeError / ValueError
+    from ArviZ, and bp.load refused the saved file)."""
+    lg, y = lg_data
+    fit = bp.fit(lg, {"y": y}, method="paris", num_particles=64, progress=False)
+    assert "posterior" not in fit.idata.groups()
+    assert "no draws" in repr(fit) and "state_sum" in repr(fit)
+    table = fit.summary()
+    expected = functional_summary(fit)
+    assert list(table.index) == ["state_square_sum", "state_sum"]  # ln Z is fit.log_evidence
+    for name in table.index:
+        mean, se = (float(np.squeeze(v)) for v in expected[name])
+        assert table.loc[name, "estimate"] == mean and table.loc[name, "se"] == se
+    assert (table["runs"] == fit.idata.smoothed_functionals.sizes["chain"]).all()
+    for needs_draws in (lambda: fit.samples, lambda: fit.predict({"steps_ahead": 2})):
+        with pytest.raises(bp.BayesplugError, match="kept no draws.*num_paths > 0"):
+            needs_draws()
+    fit.save(tmp_path / "paris.nc")
+    again = bp.load(tmp_path / "paris.nc")
+    assert again.summary().equals(table) and again.log_evidence == fit.log_evidence
+    html = bp.report(again, tmp_path / "paris.html").read_text()
+    assert "Smoothed functionals" in html and "state_square_sum" in html

@@ -394,7 +394,8 @@ def load(path: str | os.PathLike, *, model: Any = None) -> Fit:
     except Exception as exc:
         raise InputError("path", f"{path!r} is not a bayesplug fit ({exc}).") from exc
     attrs = idata.attrs
-    if "method" not in attrs or "posterior" not in idata.groups():
+    results = {"posterior", "smoothed_functionals"}  # draws, or PaRIS's functionals alone
+    if "method" not in attrs or not results & set(idata.groups()):
         raise InputError("path", f"{path!r} is an ArviZ file but not one written by bayesplug.")
     try:
         data = data_from_idata(idata)
@@ -457,6 +458,8 @@ def _check_model_sites(model, idata) -> None:
     info = getattr(model, "info", None)
     if info is None or not hasattr(info, "latent_sites"):
         return  # a model plug-in: its name was checked, its sites are its own
+    if "posterior" not in idata.groups():
+        return  # no draws to match (PaRIS's functionals alone)
     posterior = idata.posterior
     drawn = set(posterior.data_vars)
     latent = set(info.latent_sites)

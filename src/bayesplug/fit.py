@@ -68,12 +68,21 @@ class Fit:
         """Name of the backend that produced the fit."""
         return str(self.idata.attrs.get("method", ""))
 
+    def _posterior(self):
+        """The posterior group, or an error in words for a fit that kept no draws."""
+        if "posterior" not in self.idata.groups():
+            raise BayesplugError(
+                f"this {self.method} fit kept no draws: it holds "
+                f"{_what_it_holds(self.idata)}. {_how_to_keep_draws(self.method)}"
+            )
+        return self.idata.posterior
+
     @property
     def samples(self) -> dict[str, Any]:
         """Equal-weight draws ``{site: jax.Array (chain * draw, ...)}``."""
         import jax.numpy as jnp
 
-        post = self.idata.posterior
+        post = self._posterior()
         return {
             name: jnp.asarray(post[name].values.reshape((-1,) + post[name].shape[2:]))
             for name in post.data_vars
@@ -154,7 +163,7 @@ class Fit:
         """
         import pandas as pd
 
-        post = self.idata.posterior
+        post = self._posterior()
         if site not in post:
             raise InputError(
                 "site", f"{site!r} is not a posterior site.", did_you_mean(site, post.data_vars)
@@ -182,12 +191,17 @@ class Fit:
 
         For resampled draws (nested sampling) only the statistics are shown: MCMC diagnostics
         do not apply to them. A point estimate (``method="map"``: one draw) has one column,
-        ``value`` (no spread, interval or diagnostics to show).
+        ``value`` (no spread, interval or diagnostics to show). A PaRIS fit without draws
+        (``num_paths=0``) gives its smoothed functionals: ``estimate`` (the mean over the
+        independent runs), ``se`` (their standard error) and ``runs``.
         """
         import warnings
 
         import arviz as az
 
+        if "posterior" not in self.idata.groups() and "smoothed_functionals" in self.idata.groups():
+            return _functionals_table(self)
+        self._posterior()  # no draws: say so
         if str(self.idata.attrs.get("draws_are", "mcmc")) != "mcmc":
             kwargs.setdefault("kind", "stats")
         if not is_point_estimate(self.idata):
@@ -249,12 +263,52 @@ class Fit:
         self.idata.to_netcdf(str(output_path(path)))
 
     def __repr__(self) -> str:
+        head = f"Fit(model={self.idata.attrs.get('model')!r}, method={self.method!r}, "
+        if "posterior" not in self.idata.groups():
+            return head + f"no draws: {_what_it_holds(self.idata)})"
         post = self.idata.posterior
-        return (
-            f"Fit(model={self.idata.attrs.get('model')!r}, method={self.method!r}, "
+        return head + (
             f"chains={post.sizes['chain']}, draws={post.sizes['draw']}, "
             f"sites={list(post.data_vars)})"
         )
+
+
+def _what_it_holds(idata) -> str:
+    """Words for what a fit without draws carries (PaRIS with ``num_paths=0``)."""
+    parts = []
+    if "smoothed_functionals" in idata.groups():
+        names = [n for n in idata.smoothed_functionals.data_vars if n != "log_likelihood"]
+        parts.append(f"the smoothed functionals {names} (fit.summary())")
+    if "log_evidence" in idata.attrs:
+        parts.append("the log evidence (fit.log_evidence)")
+    return " and ".join(parts) or "no results"
+
+
+def _how_to_keep_draws(method: str) -> str:
+    if method == "paris":
+        return "Fit with num_paths > 0 to keep smoothed trajectories as draws."
+    return "Fit again with a method that draws from the posterior."
+
+
+def _functionals_table(fit):
+    """Each smoothed functional's estimate (mean over the independent runs) and its standard
+    error (:func:`bayesplug.inference.paris.functional_summary`), one row per element."""
+    import pandas as pd
+
+    from .inference.paris import functional_summary
+
+    runs = fit.idata.smoothed_functionals.sizes.get("chain", 1)
+    rows = {}
+    for name, (mean, se) in functional_summary(fit).items():
+        if name == "log_likelihood":  # each run's ln Z estimate: fit.log_evidence combines them
+            continue
+        mean, se = np.atleast_1d(mean).ravel(), np.atleast_1d(se).ravel()
+        shape = np.shape(fit.idata.smoothed_functionals[name].values)[1:]
+        for i in range(mean.size):
+            index = ",".join(map(str, np.unravel_index(i, shape))) if shape else ""
+            label = name if mean.size == 1 else f"{name}[{index}]"
+            rows[label] = {"estimate": float(mean[i]), "se": float(se[i]), "runs": runs}
+    return pd.DataFrame.from_dict(rows, orient="index")
 
 
 def _check_seed(seed: Any) -> int:

@@ -70,6 +70,8 @@ def _figure_of(axes):
 
 def _categorical_sites(fit: Fit) -> list[str]:
     """Sites that are discrete choices: a ``discrete_<site>`` table, or integer draws."""
+    if "posterior" not in fit.idata.groups():
+        return []  # no draws (PaRIS's functionals alone)
     post = fit.idata.posterior
     groups = set(fit.idata.groups())
     return [
@@ -80,6 +82,8 @@ def _categorical_sites(fit: Fit) -> list[str]:
 
 
 def _plotted_sites(fit: Fit) -> list[str]:
+    if "posterior" not in fit.idata.groups():
+        return []  # no draws (PaRIS's functionals alone)
     post = fit.idata.posterior
     skip = set(_categorical_sites(fit)) | set(_path_sites(fit))  # drawn as bars and bands
     sites = [n for n in post.data_vars if post[n].ndim == 2 and n not in skip]  # scalars first
@@ -206,6 +210,8 @@ def _path_sites(fit: Fit) -> list[str]:
     """Sites over an index of at least 10 with at most 3 components at each index (smoothed
     states over time, a function on a grid): drawn as bands, which show them better than
     per-element densities."""
+    if "posterior" not in fit.idata.groups():
+        return []  # no draws (PaRIS's functionals alone)
     post = fit.idata.posterior
 
     def is_path(shape) -> bool:
@@ -344,7 +350,10 @@ def overlaid_posteriors_figure(fits: Mapping[str, Fit], sites: list[str]):
 
 def _created(fit: Fit) -> str:
     """When the fit was made: its own stamp, else ArviZ's on the posterior (older files)."""
-    stamp = fit.idata.attrs.get("created") or fit.idata.posterior.attrs.get("created_at")
+    post = fit.idata.posterior if "posterior" in fit.idata.groups() else None
+    stamp = fit.idata.attrs.get("created") or (
+        post.attrs.get("created_at") if post is not None else None
+    )
     return str(stamp) if stamp else "(not recorded)"
 
 
@@ -405,6 +414,8 @@ def predictive_checks_figure(fits: Mapping[str, Fit], labels: Mapping[str, str] 
 
 
 def _is_1d_regression(fit: Fit) -> bool:
+    if "posterior" not in fit.idata.groups():
+        return False
     x = fit.data.get("x")
     return fit.model is not None and x is not None and np.ndim(x) == 1 and "y" in fit.data
 
@@ -434,6 +445,12 @@ def _fit_section(name: str, fit: Fit, labels, extra_figures) -> str:
     point = _is_point_estimate(fit)
     if point:  # one value a parameter: no spread, no interval, nothing to plot as a density
         parts.append("<h3>Point estimate</h3>")
+    elif "posterior" not in fit.idata.groups():
+        parts.append("<h3>Smoothed functionals</h3>")
+        parts.append(
+            '<p class="meta">No draws were kept (num_paths=0): the estimate of each additive '
+            "functional is the mean over the independent runs, se their standard error.</p>"
+        )
     else:
         parts.append("<h3>Posterior summary</h3>")
     parts.append(fit.summary().to_html(float_format=lambda v: f"{v:.4g}"))
