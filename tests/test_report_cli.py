@@ -113,6 +113,10 @@ def test_a_point_estimate_is_reported_as_one(normal_fit, normal_data, tmp_path):
     assert [line.get_xdata()[0] for line in dashed] == [value]
     labels = [text.get_text() for text in ax.get_legend().get_texts()]
     assert labels == ["nuts", "map (point estimate)"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", bp.errors.IncompleteResultWarning)  # said on the page
+        both = bp.report({"nuts": normal_fit, "map": point}, tmp_path / "both.html").read_text()
+    assert "map: a point estimate (one draw), so no ELPD-LOO" in both
 
 
 def test_cli_list(capsys):

@@ -6,6 +6,7 @@ import base64
 import html
 import io
 import os
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import numpy as np
 
 from ._validation import output_path
 from .diagnostics import PARETO_K_MAX
-from .errors import InputError
+from .errors import IncompleteResultWarning, InputError
 from .fit import Fit, is_point_estimate
 
 __all__ = [
@@ -553,7 +554,16 @@ def report(
     body = [f"<h1>{html.escape(title)}</h1>"]
     if len(fits) > 1:
         body.append("<h2>Model comparison</h2>")
-        body.append(compare(fits).to_html(float_format=lambda v: f"{v:.4g}"))
+        points = [n for n, f in fits.items() if _is_point_estimate(f)]
+        with warnings.catch_warnings():  # said on the page, under the table
+            warnings.filterwarnings("ignore", category=IncompleteResultWarning)
+            table = compare(fits)
+        body.append(table.to_html(float_format=lambda v: f"{v:.4g}"))
+        if points:
+            body.append(
+                f'<p class="meta">{html.escape(", ".join(points))}: a point estimate (one '
+                "draw), so no ELPD-LOO, which needs posterior draws.</p>"
+            )
         shared = _shared_sites(fits)
         if shared:
             body.append("<h3>Shared parameters</h3>")
