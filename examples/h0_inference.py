@@ -10,7 +10,7 @@ Two configurations:
   noise U(0, 500) that ignores the published errors, amplitudes and the linear kernel's scales
   U(0, 500), lengthscales U(0, 20).
 
-Run: python examples/h0_inference.py [default|paper]   (about 5 minutes on 2 CPU cores)
+Run: python examples/h0_inference.py [default|paper]   (~30 s and ~1 minute on 2 CPU cores)
 """
 
 import sys
