@@ -113,6 +113,8 @@ def test_prediction_inputs_checked(cc_gp_fit):
         cc_gp_fit.predict({"x": [np.nan]})
     assert info.value.argument == "inputs['x']"
     assert info.value.fix.endswith("before predicting.")  # not "before fitting"
+    with pytest.raises(bp.InputError, match="inputs: is empty. Pass the inputs to predict at"):
+        cc_gp_fit.predict({})
     with pytest.raises(bp.InputError, match="not an input") as info:
         cc_gp_fit.predict({"z": [0.0]})
     with pytest.raises(bp.InputError, match="num_draws"):

@@ -26,7 +26,12 @@ def as_data_mapping(data: Any, name: str = "data", allow_empty: bool = False) ->
             'Pass e.g. {"x": x, "y": y}.',
         )
     if len(data) == 0 and not allow_empty:
-        raise InputError(name, "is empty.", "Pass at least the observed values.")
+        fix = (
+            "Pass the inputs to predict at, keyed as in the data (e.g. {'x': x_new})."
+            if name == "inputs"
+            else "Pass at least the observed values."
+        )
+        raise InputError(name, "is empty.", fix)
     return dict(data)
 
 
