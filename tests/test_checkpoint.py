@@ -143,8 +143,27 @@ def test_a_missing_or_unreadable_checkpoint_is_an_error_not_a_traceback(tmp_path
         bp.fit(model, {"y": [1.0]}, resume=str(tmp_path / "absent.ckpt"), num_samples=10)
     junk = tmp_path / "junk.ckpt"
     junk.write_bytes(b"not a checkpoint")
-    with pytest.raises(BayesplugError, match="not a readable bayesplug checkpoint"):
+    with pytest.raises(BayesplugError, match="not a readable bayesplug checkpoint") as info:
         bp.fit(model, {"y": [1.0]}, resume=str(junk), num_samples=10)
+    assert "unsafely" not in str(info.value)  # NumPy's advice to load pickles is not repeated
+    pickled = tmp_path / "objects.npy"  # numpy's own advice would be to allow pickles: never
+    np.save(pickled, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(BayesplugError, match="pickled objects, which bayesplug never"):
+        bp.fit(model, {"y": [1.0]}, resume=str(pickled), num_samples=10)
+
+
+def test_a_checkpoint_and_a_saved_fit_are_told_apart(tmp_path):
+    """Each file given where the other is expected says what it is and what to do."""
+    options = {"num_warmup": 20, "num_samples": 20, "num_chains": 1}
+    path = str(tmp_path / "run.ckpt")
+    fit = bp.fit(model, {"y": [1.0]}, checkpoint=path, **options)
+    fit.save(tmp_path / "run.nc")
+    with pytest.raises(bp.InputError, match="checkpoint of a run, not a saved fit.*resume="):
+        bp.load(path)
+    with pytest.raises(BayesplugError, match="a saved fit .*read it with bp.load"):
+        bp.fit(model, {"y": [1.0]}, resume=str(tmp_path / "run.nc"), **options)
+    with pytest.raises(bp.InputError, match="checkpoint: .* is a folder"):  # before any work
+        bp.fit(model, {"y": [1.0]}, checkpoint=str(tmp_path), **options)
 
 
 def test_a_checkpoint_is_data_only(tmp_path):

@@ -13,7 +13,7 @@ from typing import Any
 from . import registry
 from ._compilation_cache import enable_compilation_cache
 from ._threads import one_at_a_time
-from ._validation import as_data_mapping
+from ._validation import as_data_mapping, output_path
 from .errors import (
     BayesplugError,
     ConvergenceWarning,
@@ -200,6 +200,8 @@ def fit(
         progress = sys.stderr.isatty()
     if resume is not None and checkpoint is None:
         checkpoint = resume
+    if checkpoint is not None:  # a folder or an unwritable place: refused before any work
+        checkpoint = os.fspath(output_path(checkpoint, "checkpoint"))
     from .bridge import TRACING_ERRORS
 
     with precision_context(model):
@@ -392,6 +394,15 @@ def load(path: str | os.PathLike, *, model: Any = None) -> Fit:
     try:
         idata = az.from_netcdf(path)
     except Exception as exc:
+        from .inference.driver import is_checkpoint
+
+        if is_checkpoint(path):
+            raise InputError(
+                "path",
+                f"{path!r} is a checkpoint of a run, not a saved fit.",
+                f"Continue the run with bp.fit(..., resume={path!r}) (same model, data, "
+                "method, options and seed); its result is a fit to save.",
+            ) from None
         raise InputError("path", f"{path!r} is not a bayesplug fit ({exc}).") from exc
     attrs = idata.attrs
     results = {"posterior", "smoothed_functionals"}  # draws, or PaRIS's functionals alone

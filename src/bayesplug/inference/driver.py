@@ -53,6 +53,7 @@ __all__ = [
     "data_signature",
     "devices_in_use",
     "initialize_hosts",
+    "is_checkpoint",
     "keep_program",
     "map_over_devices",
     "nothing_to_keep",
@@ -78,6 +79,36 @@ class ChunkedRun:
     by_user: bool = False  # interrupted by Ctrl-C (not by max_time)
     seconds: float = 0.0
     resumed_chunks: int = 0
+
+
+def _not_a_checkpoint(path: str, exc: BaseException) -> str:
+    """Why ``path`` is not a readable checkpoint, in words (a saved fit, pickles, damage)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+    except OSError:
+        head = b""
+    if head.startswith((b"\x89HDF", b"CDF")):
+        return (
+            "it is a saved fit (NetCDF: read it with bp.load), not a checkpoint. Resume from "
+            "the file the interrupted run was given as checkpoint=."
+        )
+    numpy_file = head.startswith((b"\x93NUMPY", b"PK"))  # .npy, or .npz (a zip)
+    if head.startswith(b"\x80") or (numpy_file and "allow_pickle" in str(exc)):
+        return "it holds pickled objects, which bayesplug never writes and never loads."
+    if "allow_pickle" in str(exc):  # NumPy's guess for any file it cannot read: not its advice
+        return "it is not a readable bayesplug checkpoint (not a NumPy archive)."
+    return f"it is not a readable bayesplug checkpoint ({type(exc).__name__}: {exc})."
+
+
+def is_checkpoint(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a bayesplug checkpoint file (its header says so)."""
+    try:
+        with np.load(os.fspath(path), allow_pickle=False) as archive:
+            header = json.loads(bytes(archive["header"]).decode("utf-8"))
+    except (OSError, ValueError, KeyError, json.JSONDecodeError):
+        return False
+    return isinstance(header, dict) and header.get("format") == _FORMAT
 
 
 def nothing_to_keep(run: ChunkedRun, message: str) -> BaseException:
@@ -126,8 +157,7 @@ class Checkpoint:
                 arrays = {k: archive[k] for k in archive.files if k != "header"}
         except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
             raise BayesplugError(
-                f"Cannot resume from {path!r}: it is not a readable bayesplug checkpoint "
-                f"({type(exc).__name__}: {exc})."
+                f"Cannot resume from {path!r}: {_not_a_checkpoint(path, exc)}"
             ) from None
         if header.get("format") != _FORMAT or header.get("version") != _VERSION:
             raise BayesplugError(
