@@ -142,3 +142,17 @@ def test_gp_is_float64_without_global_x64(cc_gp_fit):
     import jax.numpy as jnp
 
     assert jnp.zeros(1).dtype == jnp.float32  # x64 was enabled only inside the fit
+
+
+def test_an_exact_gp_on_many_points_says_what_it_costs_and_what_to_use():
+    import warnings
+
+    x = np.linspace(0.0, 1.0, 5_000)
+    for model, extra in ((bp.models.GP(), {}), (bp.models.MarginalisedGP(), {"yerr": x + 1})):
+        with pytest.warns(UserWarning, match=r"5,000 x 5,000 .*SparseWithinSparseGP"):
+            model.validate({"x": x, "y": np.sin(9 * x), **extra})
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # one point fewer: no warning
+            model.validate(
+                {"x": x[1:], "y": np.sin(9 * x[1:]), **{k: v[1:] for k, v in extra.items()}}
+            )

@@ -99,6 +99,26 @@ def check_varies(values: np.ndarray, argument: str, why: str) -> None:
         )
 
 
+EXACT_GP_WARN_FROM = 5_000  # points: an N x N factorisation per density evaluation from here
+
+
+def warn_if_exact_gp_is_large(num_points: int, model: str) -> None:
+    """Say what an exact GP on many points costs, and what to use instead."""
+    if num_points < EXACT_GP_WARN_FROM:
+        return
+    import warnings
+
+    gigabytes = 8 * num_points**2 / 1e9
+    warnings.warn(
+        f"model {model!r} is an exact GP: each evaluation of its density factorises a "
+        f"{num_points:,} x {num_points:,} covariance (O(N^3) time, {gigabytes:.1f} GB a copy in "
+        "float64), and a fit needs thousands of evaluations. For this many points use "
+        "bp.models.SparseWithinSparseGP with method='svi' (minutes for 20,000 points).",
+        UserWarning,
+        stacklevel=5,  # warn_if ← validate ← fit ← the fit lock ← the caller of fit
+    )
+
+
 def check_same_length(arrays: Mapping[str, np.ndarray], name: str = "data") -> None:
     """All arrays share their leading dimension, else name the odd one out."""
     lengths = {k: v.shape[0] for k, v in arrays.items()}

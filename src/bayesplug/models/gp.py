@@ -63,6 +63,7 @@ from .._validation import (
     check_same_length,
     check_unknown_keys,
     check_varies,
+    warn_if_exact_gp_is_large,
 )
 from ..errors import ConvergenceWarning, InputError, did_you_mean
 from .base import ModelBase
@@ -258,6 +259,7 @@ class GP(ModelBase):
             raise InputError("mean", "'linear' needs 1-D x.", "Use mean='constant' for d > 1.")
         if np.ptp(out["x"], axis=0).min() == 0:
             raise InputError("data['x']", "has zero range (all inputs equal) in some dimension.")
+        warn_if_exact_gp_is_large(out["y"].shape[0], self.name)
         check_varies(
             out["y"],
             "data['y']",

@@ -49,6 +49,7 @@ from .._validation import (
     check_same_length,
     check_unknown_keys,
     check_varies,
+    warn_if_exact_gp_is_large,
 )
 from ..errors import InputError, did_you_mean
 from .base import ModelBase
@@ -207,6 +208,7 @@ class MarginalisedGP(ModelBase):
         check_same_length(out)
         if out["y"].shape[0] < 2 or np.ptp(out["x"]) == 0:
             raise InputError("data['x']", "needs at least 2 points with distinct x.")
+        warn_if_exact_gp_is_large(out["y"].shape[0], self.name)
         check_varies(out["y"], "data['y']", "a GP has nothing to fit in a constant.")
         return out
 
