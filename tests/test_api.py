@@ -196,6 +196,9 @@ def test_incompatible_method_names_missing_capability():
         bp.fit(mixture, {"y": np.array(1.0)})
     assert info.value.missing == ("continuous",)
     assert "nuts" not in info.value.working
+    # which site, and how to make it continuous
+    assert "latent site(s) ['z'] are discrete" in str(info.value)
+    assert "MixtureSameFamily" in str(info.value)
 
 
 def test_gp_model_options_rejected():

@@ -116,7 +116,18 @@ def _check_capabilities(model, backend) -> None:
             continue
         if set(candidate.requires) <= set(model.capabilities):
             working.append(name)
-    raise IncompatibleMethodError(model.name, backend.name, missing, working)
+    error = IncompatibleMethodError(model.name, backend.name, missing, working)
+    discrete = getattr(getattr(model, "info", None), "discrete_sites", ())
+    if "continuous" in missing and discrete:  # say which sites, and how to make them continuous
+        error.args = (
+            f"{error.args[0]} Its latent site(s) {list(discrete)} are discrete"
+            + ("" if working else ", and no registered method samples discrete sites")
+            + ". Sum them out in the model (a "
+            "mixture: dist.MixtureSameFamily, or jax.nn.logsumexp over the values in a "
+            "numpyro.factor), or give a continuous site that picks the category, as "
+            "bp.models.MarginalisedGP does (u ~ U(0, 1), category floor(K u)).",
+        )
+    raise error
 
 
 @one_at_a_time
