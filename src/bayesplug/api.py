@@ -23,7 +23,7 @@ from .errors import (
     ModelTracingError,
     did_you_mean,
 )
-from .fit import Fit, _check_seed, data_from_idata, precision_context
+from .fit import Fit, _check_seed, data_from_idata, is_point_estimate, precision_context
 
 __all__ = ["compare", "fit", "load"]
 
@@ -514,12 +514,6 @@ def _fitted_function(idata) -> str:
     return repr(str(name)) if name else "nothing about it"
 
 
-def _num_draws(idata) -> int:
-    """Chains × draws of a fit's posterior (1 for a point estimate)."""
-    sizes = idata.posterior.sizes
-    return int(sizes.get("chain", 1) * sizes.get("draw", 1))
-
-
 def compare(fits: Mapping[str, Fit], *, ic: str = "loo"):
     """Compare fits by evidence (where known) and by ELPD-LOO (where a log-likelihood exists).
 
@@ -542,7 +536,7 @@ def compare(fits: Mapping[str, Fit], *, ic: str = "loo"):
             raise InputError(f"fits[{name!r}]", f"expected a Fit, got {type(item).__name__}.")
     table = pd.DataFrame(index=list(fits))
     with_ll = {n: f.idata for n, f in fits.items() if "log_likelihood" in f.idata.groups()}
-    points = [n for n, i in with_ll.items() if _num_draws(i) < 2]
+    points = [n for n, i in with_ll.items() if is_point_estimate(i)]
     if points:  # a point estimate (method="map": one draw) has no posterior to leave one out of
         warnings.warn(
             f"{', '.join(repr(n) for n in points)}: one draw (a point estimate, e.g. "

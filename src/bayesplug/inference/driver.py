@@ -101,11 +101,16 @@ def _not_a_checkpoint(path: str, exc: BaseException) -> str:
     return f"it is not a readable bayesplug checkpoint ({type(exc).__name__}: {exc})."
 
 
+def _header(archive) -> Any:
+    """A checkpoint archive's JSON header."""
+    return json.loads(bytes(archive["header"]).decode("utf-8"))
+
+
 def is_checkpoint(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a bayesplug checkpoint file (its header says so)."""
     try:
         with np.load(os.fspath(path), allow_pickle=False) as archive:
-            header = json.loads(bytes(archive["header"]).decode("utf-8"))
+            header = _header(archive)
     except (OSError, ValueError, KeyError, json.JSONDecodeError):
         return False
     return isinstance(header, dict) and header.get("format") == _FORMAT
@@ -153,7 +158,7 @@ class Checkpoint:
             )
         try:
             with np.load(path, allow_pickle=False) as archive:
-                header = json.loads(bytes(archive["header"]).decode("utf-8"))
+                header = _header(archive)
                 arrays = {k: archive[k] for k in archive.files if k != "header"}
         except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
             raise BayesplugError(
