@@ -506,7 +506,7 @@ def test_paris_on_well_scaled_data_gives_no_degeneracy_message(lg_data):
     assert not any("degenerate" in m for m in fit.diagnostics()["messages"])
 
 
-def test_a_paris_fit_without_draws_is_usable_and_says_what_it_holds(lg_data, tmp_path):
+def test_a_paris_fit_without_draws_is_usable_and_says_what_it_holds(lg_data, normal_fit, tmp_path):
     """num_paths=0 (the default) keeps no posterior group: repr, summary, save/load and the
     report work on its functionals; what needs draws says so (was AttributeError / ValueError
     from ArviZ, and bp.load refused the saved file)."""
@@ -529,3 +529,6 @@ def test_a_paris_fit_without_draws_is_usable_and_says_what_it_holds(lg_data, tmp
     assert again.summary().equals(table) and again.log_evidence == fit.log_evidence
     html = bp.report(again, tmp_path / "paris.html").read_text()
     assert "Smoothed functionals" in html and "state_square_sum" in html
+    # beside a fit with scalar draws: no shared-parameter plot (it read every fit's posterior)
+    both = bp.report({"nuts": normal_fit, "paris": fit}, tmp_path / "both.html").read_text()
+    assert "Model comparison" in both and "Shared parameters" not in both

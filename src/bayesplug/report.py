@@ -299,7 +299,10 @@ def _is_point_estimate(fit: Fit) -> bool:
 
 
 def _shared_sites(fits: Mapping[str, Fit]) -> list[str]:
-    """Scalar continuous sites every fit has, in the first fit's order."""
+    """Scalar continuous sites every fit has, in the first fit's order (none when a fit kept
+    no draws)."""
+    if any("posterior" not in f.idata.groups() for f in fits.values()):
+        return []
     first, *others = fits.values()
     return [
         n
