@@ -250,3 +250,12 @@ def test_discrete_posterior_of_a_continuous_site_is_refused(normal_fit):
         normal_fit.discrete_posterior("mu")
     with pytest.raises(bp.InputError, match="Did you mean 'mu'"):
         normal_fit.discrete_posterior("muu")
+
+
+def test_summary_names_an_unknown_site_in_words(normal_fit):
+    assert list(normal_fit.summary(var_names=["mu"]).index) == ["mu"]
+    with pytest.raises(bp.InputError, match="no posterior site is called 'muu'. Did you mean 'mu'"):
+        normal_fit.summary(var_names="muu")
+    with pytest.raises(bp.InputError, match="leaves no posterior site"):
+        normal_fit.summary(var_names=["~mu"])
+    assert list(normal_fit.summary(var_names="m", filter_vars="like").index) == ["mu"]

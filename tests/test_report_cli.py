@@ -7,6 +7,7 @@ import sys
 from html.parser import HTMLParser
 
 import numpy as np
+import pytest
 
 import bayesplug as bp
 from bayesplug.cli import main
@@ -87,6 +88,14 @@ def test_the_resource_check_sees_external_references():
 def test_report_of_several_fits_has_the_comparison(normal_fit, tmp_path):
     path = bp.report({"a": normal_fit, "b": normal_fit}, tmp_path / "two.html")
     assert "Model comparison" in path.read_text()
+
+
+def test_report_refuses_labels_for_an_axis_it_does_not_draw(normal_fit, tmp_path):
+    with pytest.raises(bp.InputError, match="'z' is not an axis.*Known: 'x', 'y'"):
+        bp.report(normal_fit, tmp_path / "r.html", labels={"x": "redshift", "z": "H"})
+    with pytest.raises(bp.InputError, match="expected a mapping"):
+        bp.report(normal_fit, tmp_path / "r.html", labels="redshift")
+    assert not (tmp_path / "r.html").exists()
 
 
 def test_a_point_estimate_is_reported_as_one(normal_fit, normal_data, tmp_path):

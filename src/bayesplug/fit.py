@@ -201,7 +201,7 @@ class Fit:
 
         if "posterior" not in self.idata.groups() and "smoothed_functionals" in self.idata.groups():
             return _functionals_table(self)
-        self._posterior()  # no draws: say so
+        _check_var_names(self._posterior(), kwargs)
         if str(self.idata.attrs.get("draws_are", "mcmc")) != "mcmc":
             kwargs.setdefault("kind", "stats")
         if not is_point_estimate(self.idata):
@@ -288,6 +288,24 @@ def _how_to_keep_draws(method: str) -> str:
     if method == "paris":
         return "Fit with num_paths > 0 to keep smoothed trajectories as draws."
     return "Fit again with a method that draws from the posterior."
+
+
+def _check_var_names(posterior, kwargs: dict[str, Any]) -> None:
+    """Refuse ``var_names`` naming no posterior site (ArviZ says only ``KeyError``)."""
+    names = kwargs.get("var_names")
+    if names is None or kwargs.get("filter_vars") is not None:
+        return  # "like" / "regex" filters match patterns, not names
+    names = [names] if isinstance(names, str) else list(names)
+    unknown = [n for n in names if str(n).lstrip("~") not in posterior.data_vars]
+    if unknown:
+        raise InputError(
+            "var_names",
+            f"no posterior site is called {', '.join(map(repr, unknown))}.",
+            did_you_mean(str(unknown[0]).lstrip("~"), map(str, posterior.data_vars)),
+        )
+    excluded = {str(n)[1:] for n in names if str(n).startswith("~")}
+    if len(excluded) == len(names) and excluded >= set(map(str, posterior.data_vars)):
+        raise InputError("var_names", f"{names} leaves no posterior site to summarise.")
 
 
 def _functionals_table(fit):

@@ -15,7 +15,7 @@ import numpy as np
 
 from ._validation import output_path
 from .diagnostics import PARETO_K_MAX
-from .errors import IncompleteResultWarning, InputError
+from .errors import IncompleteResultWarning, InputError, did_you_mean
 from .fit import Fit, is_point_estimate
 
 __all__ = [
@@ -373,6 +373,27 @@ def _settings_table(attrs: Mapping[str, Any]) -> str:
     return f"<details><summary>Settings and run statistics</summary><table>{rows}</table></details>"
 
 
+_LABEL_KEYS = ("x", "y")
+
+
+def _check_labels(labels: Mapping[str, str] | None) -> Mapping[str, str]:
+    """``labels`` as given, refused if it names an axis the predictive plot does not have."""
+    if labels is None:
+        return {}
+    if not isinstance(labels, Mapping):
+        raise InputError(
+            "labels", f"expected a mapping such as {{'x': 'redshift z'}}, got {labels!r}."
+        )
+    for key in labels:
+        if key not in _LABEL_KEYS:
+            raise InputError(
+                "labels",
+                f"{key!r} is not an axis of the predictive plot.",
+                did_you_mean(key, _LABEL_KEYS),
+            )
+    return labels
+
+
 def predictive_band_figure(
     fit: Fit, *, num_points: int = 200, labels: Mapping[str, str] | None = None, ax=None
 ):
@@ -396,7 +417,7 @@ def predictive_band_figure(
     ax.plot(grid, prediction.mean, color="C0", label="predictive mean")
     yerr = fit.data.get("yerr")
     ax.errorbar(x, y, yerr=yerr, fmt="o", color="k", ms=3, capsize=2, label="data")
-    labels = labels or {}
+    labels = _check_labels(labels)
     ax.set_xlabel(labels.get("x", "x"))
     ax.set_ylabel(labels.get("y", "y"))
     ax.legend(loc="best")
@@ -553,6 +574,7 @@ def report(
         fits = dict(fit_or_fits)
     else:
         raise InputError("fit_or_fits", "expected a Fit or a non-empty mapping {name: Fit}.")
+    _check_labels(labels)
     path = output_path(path)  # checked before the figures are drawn
     body = [f"<h1>{html.escape(title)}</h1>"]
     if len(fits) > 1:
