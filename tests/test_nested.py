@@ -51,6 +51,35 @@ def test_evidence_of_a_gaussian_in_a_box(dim, sampler):
     assert fit.idata.attrs["sampler"] == sampler
 
 
+def test_the_default_sampler_is_the_ellipsoid_for_uniform_priors_on_few_parameters():
+    """Unset, ``sampler`` is the ellipsoid where every prior is uniform on at most 10 parameters
+    (rejection sampling: calibrated, and 2-30x fewer evaluations), else the slice chains."""
+    from bayesplug.bridge import Bridge
+    from bayesplug.inference.nested import ELLIPSOID_MAX_DIM, _default_sampler
+
+    def program(dim, second=None):
+        def model(y=None):
+            x = numpyro.sample("x", dist.Uniform(-5.0, 5.0).expand([dim]).to_event(1))
+            total = x.sum()
+            if second is not None:
+                total = total + numpyro.sample("s", second)
+            numpyro.sample("y", dist.Normal(total, 1.0), obs=y)
+
+        return Bridge.from_model(model, {"y": 0.3})
+
+    assert ELLIPSOID_MAX_DIM == 10
+    assert _default_sampler(program(10), {"y": 0.3}) == "ellipsoid"
+    assert _default_sampler(program(11), {"y": 0.3}) == "slice"
+    assert _default_sampler(program(2, dist.Normal(0.0, 1.0)), {"y": 0.3}) == "slice"
+    assert _default_sampler(program(2, dist.Uniform(0.0, 1.0)), {"y": 0.3}) == "ellipsoid"
+    mu = np.array([0.5, -1.0, 1.2])
+    model, log_z_true = gaussian_in_box(mu)
+    fit = bp.fit(model, {"mu": mu}, method="nested", num_live=300, seed=7, progress=False)
+    log_z, err = fit.log_evidence
+    assert fit.idata.attrs["sampler"] == "ellipsoid"
+    assert abs(log_z - log_z_true) < 3 * err  # a fixed seed: fails ~0.3% of the time
+
+
 def test_gp_evidence_equals_the_closed_form_marginal_likelihood():
     """GP with fixed kernel and a free constant mean m ~ N(50, 20^2): y ~ N(50, C + 400 11^T)."""
     data = bp.datasets.load("cosmic_chronometers")
