@@ -561,12 +561,12 @@ ELLIPSOID_MAX_DIM = 10  # the default sampler is the ellipsoid up to here, for u
 def _sampler_for(sampler: str | None, embedded_choices: bool) -> str | None:
     """The sampler to run: the user's, else ``"ellipsoid"`` for a model whose discrete choices
     are embedded in one run, else None (:func:`_default_sampler` decides from the program).
-    The slice chains seldom move between
-    categories, so each category's share of new points follows the survivors' (a Pólya urn), not
-    the contour: on a two-category test problem (``tests/test_nested.py::two_slabs``, 30 seeds,
-    2026-12-05) the spread of ln Z was 2.5× its reported error and that of a category's
-    probability 3.7×; the per-category bounds draw each category in proportion to its volume
-    (200 seeds: 1.04× and 0.90×). Asked for explicitly there, the slice sampler warns."""
+    The slice chains seldom move between categories, so each category's share of new points
+    follows the survivors' (a Pólya urn), not the contour: on a two-category test problem
+    (``tests/test_nested.py::two_slabs``, 30 seeds, 2026-12-05) the spread of ln Z was 2.5× its
+    reported error and that of a category's probability 3.7×; the per-category bounds draw each
+    category in proportion to its volume (200 seeds: 1.04× and 0.90×). Asked for explicitly
+    there, the slice sampler warns."""
     if sampler is None:
         return "ellipsoid" if embedded_choices else None
     if sampler == "slice" and embedded_choices:
