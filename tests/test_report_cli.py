@@ -90,12 +90,18 @@ def test_report_of_several_fits_has_the_comparison(normal_fit, tmp_path):
     assert "Model comparison" in path.read_text()
 
 
-def test_report_refuses_labels_for_an_axis_it_does_not_draw(normal_fit, tmp_path):
-    with pytest.raises(bp.InputError, match="'z' is not an axis.*Known: 'x', 'y'"):
+def test_report_refuses_labels_for_an_axis_it_does_not_draw(normal_fit, cc_gp_fit, tmp_path):
+    with pytest.raises(bp.InputError, match="'z' is neither an axis.*Known: 'x', 'y'"):
         bp.report(normal_fit, tmp_path / "r.html", labels={"x": "redshift", "z": "H"})
+    with pytest.raises(bp.InputError, match="Did you mean 'yerr'"):
+        bp.report(cc_gp_fit, tmp_path / "r.html", labels={"x": "redshift", "yer": "σ"})
     with pytest.raises(bp.InputError, match="expected a mapping"):
         bp.report(normal_fit, tmp_path / "r.html", labels="redshift")
     assert not (tmp_path / "r.html").exists()
+    # a data set's labels name every column, yerr included: accepted
+    labels = bp.datasets.load("cosmic_chronometers").labels
+    assert "yerr" in labels
+    assert bp.report(cc_gp_fit, tmp_path / "r.html", labels=labels).exists()  # drawn on the PNG
 
 
 def test_a_point_estimate_is_reported_as_one(normal_fit, normal_data, tmp_path):
@@ -265,3 +271,17 @@ def test_report_draws_ppg_learning_curves_not_a_trace(tmp_path):
                  burn_in=10, num_chains=2, progress=False)  # fmt: skip
     html = bp.report(fit, tmp_path / "ppg.html").read_text()
     assert "<h3>Parameter learning</h3>" in html and "<h3>Trace</h3>" not in html
+
+
+def test_the_demo_runs_end_to_end(tmp_path, capsys):
+    """``bayesplug demo`` as the README runs it (~15 s of fitting): the fit, H0, the printed
+    tables, ``run.nc`` and the report with the data set's labels (which name ``yerr`` too)."""
+    from bayesplug import demo
+
+    fit, h0 = demo.run_demo(tmp_path, progress=False)
+    out = capsys.readouterr().out
+    assert "kernel posterior" in out and "H0 = " in out
+    assert (tmp_path / "run.nc").exists() and (tmp_path / "report.html").exists()
+    # the paper's 66 ± 6 km/s/Mpc; seed 0 gives 65.1 ± 5.8
+    assert abs(h0.mean[0] - demo.PAPER_H0_CC[0]) < demo.PAPER_H0_CC[1]
+    assert abs(h0.std[0] - demo.PAPER_H0_CC[1]) < 2.0

@@ -373,23 +373,22 @@ def _settings_table(attrs: Mapping[str, Any]) -> str:
     return f"<details><summary>Settings and run statistics</summary><table>{rows}</table></details>"
 
 
-_LABEL_KEYS = ("x", "y")
-
-
-def _check_labels(labels: Mapping[str, str] | None) -> Mapping[str, str]:
-    """``labels`` as given, refused if it names an axis the predictive plot does not have."""
+def _check_labels(labels: Mapping[str, str] | None, fits) -> Mapping[str, str]:
+    """``labels`` as given, refused if it names neither an axis of the predictive plot nor a
+    column of a fit's data (a data set's ``labels`` name every column, ``yerr`` included)."""
     if labels is None:
         return {}
     if not isinstance(labels, Mapping):
         raise InputError(
             "labels", f"expected a mapping such as {{'x': 'redshift z'}}, got {labels!r}."
         )
+    known = {"x", "y"}.union(*(map(str, getattr(fit, "data", None) or {}) for fit in fits))
     for key in labels:
-        if key not in _LABEL_KEYS:
+        if key not in known:
             raise InputError(
                 "labels",
-                f"{key!r} is not an axis of the predictive plot.",
-                did_you_mean(key, _LABEL_KEYS),
+                f"{key!r} is neither an axis of the predictive plot nor a data column.",
+                did_you_mean(key, known),
             )
     return labels
 
@@ -417,7 +416,7 @@ def predictive_band_figure(
     ax.plot(grid, prediction.mean, color="C0", label="predictive mean")
     yerr = fit.data.get("yerr")
     ax.errorbar(x, y, yerr=yerr, fmt="o", color="k", ms=3, capsize=2, label="data")
-    labels = _check_labels(labels)
+    labels = _check_labels(labels, [fit])
     ax.set_xlabel(labels.get("x", "x"))
     ax.set_ylabel(labels.get("y", "y"))
     ax.legend(loc="best")
@@ -574,7 +573,7 @@ def report(
         fits = dict(fit_or_fits)
     else:
         raise InputError("fit_or_fits", "expected a Fit or a non-empty mapping {name: Fit}.")
-    _check_labels(labels)
+    _check_labels(labels, fits.values())
     path = output_path(path)  # checked before the figures are drawn
     body = [f"<h1>{html.escape(title)}</h1>"]
     if len(fits) > 1:
