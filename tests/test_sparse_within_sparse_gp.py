@@ -179,7 +179,7 @@ def test_banded_subset_covariance_is_the_true_marginal():
 
 def test_inputs_in_two_or_more_dimensions_are_banded_along_the_z_order_curve():
     """D >= 2: L is banded in the Morton order of the inducing inputs, an order that keeps near
-    points near: on a 32 x 32 grid a step along it is 1.5 grid spacings on average (a random
+    points near: on a 32 x 32 grid a step along it is 1.6 grid spacings on average (a random
     order: ~17)."""
     grid = np.stack(np.meshgrid(np.arange(32.0), np.arange(32.0), indexing="ij"), -1)
     grid = grid.reshape(-1, 2)
