@@ -82,8 +82,13 @@ runs = {
     # amplifies float rounding like NUTS's warm-up (ln Z agrees to 6e-6 after 20 steps, the
     # runs part after ~60), so the plumbing is checked on 10 steps
     "nested": (model, data, {"num_live": 200, "num_delete": 20, "max_steps": 10}, None),
-    # particles split
-    "paris": (lg, series, {"num_particles": 64, "num_chains": 2, "num_paths": 50}, "x"),
+    # particles split; paris draws backward by rejection (rbg random numbers), ppg exactly
+    "paris": (
+        lg,
+        series,
+        {"num_particles": 64, "num_chains": 2, "num_paths": 50, "backward": "rejection"},
+        "x",
+    ),
     "ppg": (
         lg, series, {"num_particles": 32, "num_chains": 2, "num_iterations": 30, "burn_in": 10}, "x"
     ),

@@ -216,7 +216,7 @@ def test_exact_row_draws_follow_the_weights_and_never_a_zero_one(x64):
                 assert statistic < chi2.ppf(1 - 1e-3 / 15, df=len(got) - 1), (n, statistic)
 
 
-def test_auto_backward_is_exact_below_512_particles_and_needs_a_bound():
+def test_auto_backward_is_exact_below_320_particles_and_needs_a_bound():
     from bayesplug.inference.paris import check_particle_options
 
     lg = bp.models.LinearGaussianSSM(A=0.8, C=1.0, Q=0.5, R=1.0, m0=0.0, P0=1.0)
@@ -225,8 +225,8 @@ def test_auto_backward_is_exact_below_512_particles_and_needs_a_bound():
         transition=lambda th, x: dist.Normal(0.8 * x, 1.0),
         emission=lambda th, x: dist.Normal(x, 1.0),
     )
-    assert check_particle_options(lg, 511, 2, "auto", 32) == "exact"
-    assert check_particle_options(lg, 512, 2, "auto", 32) == "rejection"
+    assert check_particle_options(lg, 319, 2, "auto", 32) == "exact"
+    assert check_particle_options(lg, 320, 2, "auto", 32) == "rejection"
     assert check_particle_options(unbounded, 4096, 2, "auto", 32) == "exact"
     assert check_particle_options(lg, 100, 2, "rejection", 32) == "rejection"
 

@@ -120,11 +120,12 @@ def per_chain_dataset(values: Mapping[str, Any]):
 
 
 # backward="auto" draws by rejection from this many particles on (when the model bounds its
-# transition density), exactly below: on CPU the exact O(N²) sampler took 0.65-0.81 of the
-# rejection sampler's time at N = 128-384 and 1.04 / 1.48 of it at N = 512 / 768 (1-D
-# linear-Gaussian SSM, T = 1,000, 2026-12-04; the crossover was ~256 before the exact rows
-# were drawn in two levels)
-AUTO_REJECTION_FROM = 512
+# transition density), exactly below: on CPU the exact O(N²) sampler took 0.51, 0.74, 0.89 of
+# the rejection sampler's time at N = 128, 192, 256 and 1.14, 1.10, 1.35 of it at N = 320, 384,
+# 448 (1-D linear-Gaussian SSM, T = 500, 2026-12-05, after the rejection sampler's random
+# numbers moved to rbg; the crossover was ~512 on 12-04 and ~256 before exact rows were drawn
+# in two levels)
+AUTO_REJECTION_FROM = 320
 
 
 def check_particle_options(model, num_particles, num_backward, backward, max_trials) -> str:
@@ -186,7 +187,7 @@ class PaRISBackend:
             "auto",
             (str,),
             "backward sampler: exact O(N²), rejection (needs a transition bound) or auto "
-            "(rejection from 512 particles when the model has a bound, else exact)",
+            "(rejection from 320 particles when the model has a bound, else exact)",
             one_of(("exact", "rejection", "auto")),
         ),
         "max_trials": Option(32, (int,), "rejection candidates per index", positive_int),

@@ -308,7 +308,7 @@ class ParticleGibbsBackend:
         "backward": Option(
             "auto",
             (str,),
-            "exact, rejection or auto (rejection from 512 particles when the model has a bound)",
+            "exact, rejection or auto (rejection from 320 particles when the model has a bound)",
             one_of(("exact", "rejection", "auto")),
         ),
         "max_trials": Option(32, (int,), "rejection candidates per index", positive_int),
