@@ -190,9 +190,7 @@ def test_rejection_paris_same_seed_same_run_other_seed_another(lg_data):
     seed others."""
     lg, y = lg_data
     options = dict(method="paris", num_particles=64, num_chains=2, num_paths=10, progress=False)
-    runs = [
-        bp.fit(lg, {"y": y}, seed=seed, backward="rejection", **options) for seed in (5, 5, 6)
-    ]
+    runs = [bp.fit(lg, {"y": y}, seed=seed, backward="rejection", **options) for seed in (5, 5, 6)]
     assert all(run.idata.attrs["backward_sampler"] == "rejection" for run in runs)
     values = [functional_summary(run)["state_sum"][0] for run in runs]
     paths = [run.samples["x"] for run in runs]
