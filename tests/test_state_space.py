@@ -169,7 +169,7 @@ def test_rejection_backward_draws_the_exact_backward_kernel(x64, max_trials):
 
 
 def test_candidate_search_is_searchsorted_elementwise_whatever_the_shape():
-    """``_draw_from`` searches the flattened uniforms (XLA's search over a (N, 2, 2) array was
+    """``_draw_from`` searches the flattened uniforms (a PaRIS step searching an (N, 2, 2) array was
     2.6x slower): the same index as ``searchsorted`` for each uniform, ties and the ends
     included, clipped to the last particle, in the uniforms' shape."""
     from bayesplug.inference._particles import _draw_from
